@@ -29,3 +29,13 @@ def test_in_sync(tmp_path, cmd, folder, fix):
     subprocess.run([cmd], cwd=tmp_path, check=True, capture_output=True)
     changed = _diff(ROOT / folder, tmp_path / folder)
     assert not changed, f"`{cmd}` changes {changed}: {fix}"
+
+def test_readme_from_index(tmp_path):
+    "README.md is generated from nbs/index.ipynb; a stale README misleads newcomers and CI alike."
+    import sys
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'tools'); import build_docs, pathlib;"
+                        f" build_docs.readme(pathlib.Path({str(tmp_path / 'README.md')!r}))"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text(), \
+        "README.md is stale: run `python tools/build_docs.py --readme` and commit it"
