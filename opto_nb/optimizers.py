@@ -364,7 +364,7 @@ class TorchOptimizer(Optimizer):
             base = float(scores.mean()) if self.baseline is None else self.baseline
             loss = -((scores - base) * torch.stack([i.target for i in items])).mean()
             grads = torch.autograd.grad(loss, self.tensors, allow_unused=True)
-            self._grads, self.last_loss, self._round_mean = grads, float(loss), float(scores.mean())
+            self._grads, self.last_loss, self._round_mean = grads, float(loss.detach()), float(scores.mean())
         return self._grads
 
     def _step(self, rng):

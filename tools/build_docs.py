@@ -129,6 +129,7 @@ def build(fast: bool, out: Path, only=None, jobs: int = 2) -> Path:
         (src_dir / f"{name}.md").write_text(md)
         nav.append((_title(nb, p.stem), f"{name}.md"))
     nav.sort(key=lambda t: (t[1] != "index.md", t[1]))
+    if (NBS / "images").exists(): shutil.copytree(NBS / "images", src_dir / "images")  # pictures the prose links to
     cfg = {
         "site_name": "opto_nb", "docs_dir": str(src_dir), "site_dir": str(out.resolve()), "use_directory_urls": False,
         "theme": {"name": "material", "features": ["navigation.sections", "search.highlight", "content.code.copy"]},
@@ -152,6 +153,7 @@ def readme(path: Path = ROOT / "README.md") -> Path:
     exe = execute(NBS / "index.ipynb", work, fast=False, env=env)
     md = _strip_ansi(to_markdown(_doc_cells(nbformat.read(exe, as_version=4)), "README", work))
     if any(work.glob("README_files/*")): raise RuntimeError("index.ipynb must not produce images: README has no asset folder")
+    md = md.replace("](images/", "](nbs/images/")  # the README sits one folder above the notebooks
     from opto_nb.utils import atomic_write
     atomic_write(path, md.strip() + "\n", mode="w")
     shutil.rmtree(work)
