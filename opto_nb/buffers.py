@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .learner import Callback, check_hashable
-from .utils import atomic_save
+from .utils import atomic_save, check_float, check_int
 
 # %% auto #0
 __all__ = ['EVICTIONS', 'TRANSFORMS', 'Buffer', 'SumTree', 'transform_scores', 'WeightedBuffer', 'pearson', 'spearman',
@@ -26,16 +26,9 @@ __all__ = ['EVICTIONS', 'TRANSFORMS', 'Buffer', 'SumTree', 'transform_scores', '
 _ARRAYS = (torch.Tensor, np.ndarray)
 EVICTIONS = ('fifo', 'random', 'lowest_weight')
 
-def _check_frac(owner: str, name: str, v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0 <= v <= 1:
-        raise ValueError(f"{owner}: `{name}` must be in [0, 1], got {v!r}")
-    return float(v)
-
-def _check_pos_int(owner: str, name: str, v, allow_none: bool = False):
-    if v is None and allow_none: return None
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{owner}: `{name}` must be a positive int{' or None' if allow_none else ''}, got {v!r}")
-    return int(v)
+# the shared argument checks of opto_nb.utils
+def _check_frac(owner: str, name: str, v) -> float: return check_float(owner, name, v, 0, 1)
+def _check_pos_int(owner: str, name: str, v, allow_none: bool = False): return check_int(owner, name, v, lo=1, none_ok=allow_none)
 
 class Buffer(Callback):
     "Replay buffer of hashable samples (deduplicated by value); contributes `int(bs * p_total)` items to each batch."

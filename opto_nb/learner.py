@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 
+from fastcore.basics import camel2snake
 from .utils import atomic_write, get_rng_state, set_rng_state, set_seed
 
 # %% auto #0
@@ -38,10 +39,6 @@ class CancelFitException(Exception):
     "Raise in a handler to stop training: the current batch is abandoned (its `after_batch` still runs), then `after_train` runs."
 
 # %% ../nbs/05_learner.ipynb #10e853d3
-def _camel2snake(name: str) -> str:
-    s = re.sub(r'(.)([A-Z][a-z]+)', r'\1_\2', name)
-    return re.sub(r'([a-z0-9])([A-Z])', r'\1_\2', s).lower()
-
 class Callback:
     "Base class of fit-loop callbacks: define methods named after `EVENTS`; lower `order` runs first."
     order: int = 0
@@ -50,7 +47,7 @@ class Callback:
     @property
     def name(self) -> str:
         "Unique name within a learner (default: the snake_case class name); keys the callback's checkpoint state."
-        return self.__dict__.get('_name') or _camel2snake(type(self).__name__)
+        return self.__dict__.get('_name') or camel2snake(type(self).__name__)
     @name.setter
     def name(self, value: str):
         if not isinstance(value, str) or not value:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
+from .utils import check_float
 from .learner import Callback
 from .models import Agent, GenerativeModel
 
@@ -95,9 +96,7 @@ def _check_01(owner, name, v, lo_open=False, hi_open=True):
          ((0 < v) if lo_open else (0 <= v)) and ((v < 1) if hi_open else (v <= 1))
     if not ok: raise ValueError(f"{owner}: `{name}` must be in {'(' if lo_open else '['}0, 1{')' if hi_open else ']'}, got {v!r}")
 
-def _check_nonneg(owner, name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"{owner}: `{name}` must be a finite number >= 0, got {v!r}")
+def _check_nonneg(owner, name, v): check_float(owner, name, v, lo=0)   # the shared check of opto_nb.utils
 
 class MovingBaseline:
     "Exponential moving average of batch mean rewards, started at the first batch's mean."

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Opt
 import numpy as np
 import torch
 
-from .utils import Builder, ScalarMeanTracker, LinearDecay, MultiLinearDecay, get_rng_state, set_rng_state, atomic_save
+from .utils import Builder, ScalarMeanTracker, LinearDecay, MultiLinearDecay, get_rng_state, set_rng_state, atomic_save, check_float, check_int
 
 # %% auto #0
 __all__ = ['CLOCKS', 'CKPT_FORMAT', 'EarlyStoppingCriterion', 'NeverEarlyStoppingCriterion', 'MetricThresholdCriterion',
@@ -37,17 +37,7 @@ def _lookup_metric(metric: str, training_metrics: ScalarMeanTracker, test_valid_
 def _check_mode(owner, mode):
     if mode not in ('min', 'max'): raise ValueError(f"{owner}: `mode` must be 'min' or 'max', got {mode!r}")
 
-def _check_int(owner, name, v, lo=0, none_ok=False):
-    if v is None and none_ok: return v
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{owner}: `{name}` must be an int >= {lo}{' or None' if none_ok else ''}, got {v!r}")
-    return int(v)
-
-def _check_float(owner, name, v, lo=-math.inf, hi=math.inf, inf_ok=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or math.isnan(v) \
-            or not (lo <= v <= hi) or (math.isinf(v) and not inf_ok):
-        raise ValueError(f"{owner}: `{name}` must be a number in [{lo}, {hi}], got {v!r}")
-    return float(v)
+_check_int, _check_float = check_int, check_float   # the shared argument checks of opto_nb.utils
 
 class EarlyStoppingCriterion(abc.ABC):
     "Decides whether the current pipeline stage should stop early, from its training and validation metrics."

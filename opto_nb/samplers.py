@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 
+from .utils import check_float, check_int
 from .learner import Callback, check_hashable
 
 # %% auto #0
@@ -20,15 +21,8 @@ __all__ = ['Sampler', 'batch_fractions', 'check_batch_fractions', 'ModelSampler'
            'ContrastiveSampler', 'DatasetSampler']
 
 # %% ../nbs/07_samplers.ipynb #f583cb3a
-def _check_int(owner, name, v, lo=0):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{owner}: `{name}` must be an int >= {lo}, got {v!r}")
-    return int(v)
-
-def _check_frac(owner, name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0 <= v <= 1:
-        raise ValueError(f"{owner}: `{name}` must be a number in [0, 1], got {v!r}")
-    return float(v)
+_check_int = check_int   # the shared argument checks of opto_nb.utils
+def _check_frac(owner, name, v): return check_float(owner, name, v, 0, 1)
 
 class Sampler(Callback):
     "Base of sample sources: `buffer_size` items go to the buffer on `build_buffer`, `int(bs * p_batch)` live items to each batch."

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .utils import atomic_save, get_rng_state, set_rng_state
+from .utils import atomic_save, check_int, get_rng_state, set_rng_state
 from .core import (DataLoader, Guide, Module, as_guide, as_parameters, agent_state_dict, load_agent_state_dict)
 from .optimizers import Optimizer, TorchOptimizer
 from .rollouts import (ErrorFeedback, RolloutConfig, RolloutsGraph, sample_rollouts, standard_forward,
@@ -175,10 +175,7 @@ def _as_loggers(logger) -> List[Logger]:
     return [as_logger(logger)]
 
 def _check_pos_int(v, owner, name, allow_none=True, allow_zero=False):
-    if v is None and allow_none: return
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < (0 if allow_zero else 1):
-        raise ValueError(f"{owner}: `{name}` must be a {'non-negative' if allow_zero else 'positive'} int"
-                         f"{' or None' if allow_none else ''}, got {v!r}")
+    check_int(owner, name, v, lo=0 if allow_zero else 1, none_ok=allow_none)   # the shared check of opto_nb.utils
 
 class Trainer:
     "Base of the trainers: holds the agent, its optimizer, loggers, counters and history, and saves/loads all of it."
