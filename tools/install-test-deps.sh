@@ -13,3 +13,6 @@ python - <<'PY'
 import torch; assert torch.__version__.startswith("2.13.0") and "+cpu" in torch.__version__ or not torch.cuda.is_available(), torch.__version__
 print("test dependencies ready: torch", torch.__version__)
 PY
+# the versions the suite runs with go into the log, so that a failure can be diagnosed from it alone
+echo "installed packages (python -m pip freeze):"
+python -m pip freeze --exclude-editable | sed 's/^/  /'
