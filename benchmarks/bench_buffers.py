@@ -12,7 +12,9 @@ def best_of(fn, repeats):
     "Median and best wall time of `repeats` calls of `fn`."
     ts = []
     for _ in range(repeats):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
     return statistics.median(ts), min(ts)
 
 def main():
@@ -30,23 +32,31 @@ def main():
     items = [f"C{i}O{i % 97}" for i in range(n)]
     half = items[n // 2:] + [f"N{i}" for i in range(n // 2)]
     def add_fresh(): Buffer(0.5).add(items, 'model')
-    b = Buffer(0.5); b.add(items, 'model')
+    b = Buffer(0.5)
+    b.add(items, 'model')
     def add_dups(): b.add(items, 'model')
     def add_half():
-        c = Buffer(0.5); c.add(items, 'model'); t0 = time.perf_counter(); c.add(half, 'model'); return time.perf_counter() - t0
+        c = Buffer(0.5)
+        c.add(items, 'model')
+        t0 = time.perf_counter()
+        c.add(half, 'model')
+        return time.perf_counter() - t0
     fresh, _ = best_of(add_fresh, reps)
     dups, _ = best_of(add_dups, reps)
     halfs = statistics.median(add_half() for _ in range(max(1, reps // 2)))
-    def baseline():                                   # the obvious loop doing the same bookkeeping (slot index, samples, sources)
+    def baseline():                       # the obvious loop doing the same bookkeeping (slot index, samples, sources)
         index, samples, sources = {}, [], []
         for x in items:
             if x in index: continue
-            index[x] = len(samples); samples.append(x); sources.append('model')
+            index[x] = len(samples)
+            samples.append(x)
+            sources.append('model')
     base, _ = best_of(baseline, reps)
     print(f"add, all new         : {n / fresh / 1e6:6.2f} M items/s   (target >= 1.00)")
     print(f"add, all duplicates  : {n / dups / 1e6:6.2f} M items/s")
     print(f"add, half duplicates : {n / halfs / 1e6:6.2f} M items/s")
-    print(f"baseline python loop : {n / base / 1e6:6.2f} M items/s   -> Buffer.add is {base / fresh:.2f}x as fast as the loop")
+    print(f"baseline python loop : {n / base / 1e6:6.2f} M items/s   -> Buffer.add is {base / fresh:.2f}x as fast as "
+          f"the loop")
 
     # 2. weighted sampling without replacement, 1,024 of n.
     # (a) the draw itself (indices): the sum tree vs Generator.choice(p=..., replace=False);
@@ -56,7 +66,9 @@ def main():
     w = WeightedBuffer(0.5, weight_transform='none', seed=0)
     w.add(range(n), 'model', scores=scores)
     w.sample(a.k, consume=False)                      # warm-up (weights already built at add)
-    p = scores / scores.sum(); g = np.random.default_rng(1); tr = np.random.default_rng(2)
+    p = scores / scores.sum()
+    g = np.random.default_rng(1)
+    tr = np.random.default_rng(2)
     samples, sources = w._samples, w._sources
     def np_items():
         idx = g.choice(n, a.k, replace=False, p=p).tolist()
@@ -73,5 +85,35 @@ def main():
     print(f"  -> {npy_items / ours:.1f}x faster (median), {npy_items_best / ours_best:.1f}x (best)")
     cons, _ = best_of(lambda: w.sample(a.k, consume=True), reps)
     print(f"WeightedBuffer.sample({a.k}, consume=True) (removal + tree updates): {cons * 1e3:.3f} ms")
+
+    # 3. an argmax share: the top items come from a max tree kept next to the sum tree (O(m log n) per draw),
+    #    not from copying and partitioning all n weights (O(n) per draw)
+    m = a.k // 2
+    wa = WeightedBuffer(0.5, weight_transform='none', pct_argmax=0.5, seed=0)
+    wa.add(range(n), 'model', scores=scores)
+    wa.sample(a.k, consume=False)                     # warm-up (builds the max tree once)
+    top, _ = best_of(lambda: wa._tree.top(m), reps * 3)
+    def partition_top():                              # the O(n) way: copy + partition + sort the top
+        lw = wa._tree.leaves[:n].copy()
+        t = np.argpartition(-lw, m - 1)[:m]
+        return t[np.argsort(-lw[t], kind='stable')]
+    part, _ = best_of(partition_top, reps)
+    assert np.array_equal(np.sort(wa._tree.leaves[wa._tree.top(m)]), np.sort(wa._tree.leaves[partition_top()]))
+    with_top, _ = best_of(lambda: wa.sample(a.k, consume=False), reps * 3)
+    print(f"top {m} of {n:,} for pct_argmax=0.5: max tree {top * 1e3:.3f} ms, copy + argpartition "
+          f"{part * 1e3:.3f} ms  -> {part / top:.1f}x; WeightedBuffer.sample({a.k}, pct_argmax=0.5) "
+          f"{with_top * 1e3:.3f} ms")
+
+    # 4. consume=True with 'shift' weights: a removal re-weights nothing unless the lowest score leaves, so a draw
+    #    costs what it costs with 'none' (no O(n) re-weighting per draw); 'rank' re-ranks all items after each one
+    def consumed(transform, repeats):
+        wt = WeightedBuffer(0.5, weight_transform=transform, seed=0)
+        wt.add(range(n), 'model', scores=scores)
+        wt.sample(a.k)
+        return best_of(lambda: wt.sample(a.k), repeats)[0]
+    none_c, shift_c, rank_c = consumed('none', reps * 3), consumed('shift', reps * 3), consumed('rank', reps)
+    print(f"WeightedBuffer.sample({a.k}, consume=True): 'none' {none_c * 1e3:.3f} ms, 'shift' {shift_c * 1e3:.3f} ms "
+          f"({shift_c / none_c:.2f}x of 'none'), 'rank' {rank_c * 1e3:.3f} ms ({rank_c / none_c:.1f}x: re-ranks n "
+          f"items)")
 
 if __name__ == '__main__': main()

@@ -19,7 +19,7 @@ REINFORCE with a mean baseline, Adam (torch on 1 thread).
 
 Usage: python benchmarks/bench_dashboard.py [--quick] [--batches N] [--reps R] [--seconds S]
 """
-import argparse, os, statistics, sys, tempfile, time
+import argparse, os, statistics, tempfile, time
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MPLBACKEND', 'Agg')
 import torch
@@ -38,12 +38,16 @@ class GRUPolicy(Callback):
         self.opt = torch.optim.Adam([*self.emb.parameters(), *self.gru.parameters(), *self.out.parameters()], lr=3e-3)
 
     def _run(self, n, tokens=None):
-        h = torch.zeros(n, H); x = torch.full((n,), V, dtype=torch.long); out, lps = [], []
+        h = torch.zeros(n, H)
+        x = torch.full((n,), V, dtype=torch.long)
+        out, lps = [], []
         for t in range(L):
             h = self.gru(self.emb(x), h)
             d = torch.distributions.Categorical(logits=self.out(h))
             a = d.sample() if tokens is None else tokens[:, t]
-            out.append(a); lps.append(d.log_prob(a)); x = a
+            out.append(a)
+            lps.append(d.log_prob(a))
+            x = a
         return torch.stack(out, 1), torch.stack(lps, 1).sum(1)
 
     def sample_batch(self):
@@ -69,7 +73,8 @@ class LoopTimer(Callback):
         self.t_last, self.c_last, self.h_last = time.perf_counter(), time.process_time(), time.thread_time()
         if self.dcb is not None:
             d = self.dcb.dashboard
-            self.r_last, self.n_last, self.k_last, self.x_last = d.render_seconds, d.n_renders, d.collect_seconds, self.dcb.hot_seconds
+            self.r_last, self.n_last = d.render_seconds, d.n_renders
+            self.k_last, self.x_last = d.collect_seconds, self.dcb.hot_seconds
     def after_train(self): self.t_end = time.perf_counter()
 
 def run(kind, n_batches, bs, tmp, seconds=None):
@@ -97,7 +102,8 @@ def run(kind, n_batches, bs, tmp, seconds=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--quick', action='store_true', help='fewer batches and repetitions (a smoke run, noisy)')
-    ap.add_argument('--batches', type=int, default=None); ap.add_argument('--reps', type=int, default=None)
+    ap.add_argument('--batches', type=int, default=None)
+    ap.add_argument('--reps', type=int, default=None)
     ap.add_argument('--bs', type=int, default=64)
     ap.add_argument('--seconds', type=float, default=None, help='length of the long live run (default 30, quick 8)')
     a = ap.parse_args()
@@ -108,41 +114,54 @@ def main():
     kinds = ('none', 'live', 'static')
     res = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
-        run('none', 5, a.bs, tmp); run('live', 5, a.bs, tmp)   # warm-up: imports, first figure, the render process
+        run('none', 5, a.bs, tmp)  # warm-up: imports, first figure, the render process
+        run('live', 5, a.bs, tmp)
         for r in range(reps):
             # rotate the order so that no configuration always runs first (or last) in a round
             for k in kinds[r % 3:] + kinds[:r % 3]: res[k].append(run(k, n_batches, a.bs, tmp))
-    print(f"fit loop: GRU policy, bs={a.bs}, {n_batches} batches per run, {reps} rounds (one run of each configuration per round)")
-    print(f"{'config':<8} {'med wall s':>10} {'ms/batch':>9} {'wall x':>7} {'med cpu s':>10} {'cpu x':>6} {'train x':>8} "
+    print(f"fit loop: GRU policy, bs={a.bs}, {n_batches} batches per run, {reps} rounds (one run of each "
+          f"configuration per round)")
+    print(f"{'config':<8} {'med wall s':>10} {'ms/batch':>9} {'wall x':>7} {'med cpu s':>10} {'cpu x':>6} "
+          f"{'train x':>8} "
           f"{'redraws':>8} {'draw s':>7} {'final s':>8} {'accounted':>10}")
     ratio = lambda k, f: statistics.median(x[f] / b[f] for x, b in zip(res[k], res['none']))   # paired, per round
     for k in kinds:
         w, c = statistics.median(x['loop'] for x in res[k]), statistics.median(x['cpu'] for x in res[k])
-        print(f"{k:<8} {w:>10.3f} {1e3 * w / n_batches:>9.2f} {ratio(k, 'loop'):>7.3f} {c:>10.3f} {ratio(k, 'cpu'):>6.3f} {ratio(k, 'hot'):>8.3f} "
-              f"{statistics.median(x['renders'] for x in res[k]):>8.0f} {statistics.median(x['render_s'] for x in res[k]):>7.3f} "
-              f"{statistics.median(x['final'] for x in res[k]):>8.3f} {statistics.median(x['accounted'] / x['loop'] for x in res[k]):>10.4f}")
-    print("ratios: median over rounds of (run with dashboard) / (run without, same round). wall: loop wall time (what a "
+        print(f"{k:<8} {w:>10.3f} {1e3 * w / n_batches:>9.2f} {ratio(k, 'loop'):>7.3f} {c:>10.3f} "
+              f"{ratio(k, 'cpu'):>6.3f} {ratio(k, 'hot'):>8.3f} "
+              f"{statistics.median(x['renders'] for x in res[k]):>8.0f} "
+              f"{statistics.median(x['render_s'] for x in res[k]):>7.3f} "
+              f"{statistics.median(x['final'] for x in res[k]):>8.3f} "
+              f"{statistics.median(x['accounted'] / x['loop'] for x in res[k]):>10.4f}")
+    print("ratios: median over rounds of (run with dashboard) / (run without, same round). wall: loop wall time (what "
+          "a "
           "user waits); cpu: process CPU time of all threads (the dashboard's thread included; less sensitive to other "
-          "load on a shared machine); train: CPU time of the training thread alone (the hot path). redraws: during the loop; "
-          "'final s': the one-time last drawing in after_train. accounted: the dashboard's own time during the loop (hot path "
-          "+ deferred collection + drawing, as the dashboard measures it) / loop time: the overhead without machine noise.")
+          "load on a shared machine); train: CPU time of the training thread alone (the hot path). redraws: during "
+          "the loop; "
+          "'final s': the one-time last drawing in after_train. accounted: the dashboard's own time during the loop "
+          "(hot path "
+          "+ deferred collection + drawing, as the dashboard measures it) / loop time: the overhead without machine "
+          "noise.")
     for k in ('live', 'static'):
         w, c = ratio(k, 'loop'), ratio(k, 'cpu')
         spread = sorted(x['loop'] / b['loop'] for x, b in zip(res[k], res['none']))
         print(f"RATIO {k} dashboard / none: wall {w:.3f} (rounds {spread[0]:.3f}..{spread[-1]:.3f}), cpu {c:.3f}, "
               f"training thread {ratio(k, 'hot'):.3f}  (target <= 1.02: {'met' if max(w, c) <= 1.02 else 'NOT met'})")
     # Short runs end before the drawing budget allows a redraw (the first comes once 1% of the elapsed time covers a
-    # drawing), so drawing is measured on its own in a long live run: its share of the loop time is the rest of the cost.
+    # drawing), so drawing is measured on its own in a long live run: its share of the loop time is the rest of the
+    # cost.
     with tempfile.TemporaryDirectory() as tmp:
         r = run('live', 10**9, a.bs, tmp, seconds=long_s)
     share = r['render_s'] / r['loop']
-    print(f"long live run: {r['loop']:.1f} s, {r['batches']} batches ({1e3 * r['loop'] / r['batches']:.1f} ms each); dashboard "
+    print(f"long live run: {r['loop']:.1f} s, {r['batches']} batches ({1e3 * r['loop'] / r['batches']:.1f} ms each); "
+          f"dashboard "
           f"time during the loop: hot path {r['hot_s']:.3f} s, deferred collection {r['collect_s']:.3f} s, "
           f"{r['renders']} redraws {r['render_s']:.3f} s (CPU, the render process included)")
     print(f"DRAWING SHARE of loop time = {share:.4f}  (budget max_overhead = 0.01)")
     print(f"ACCOUNTED OVERHEAD (long live run) = {r['accounted'] / r['loop']:.4f} of loop time  (target <= 0.02)")
     print("note: the budget is cumulative and learns a drawing's cost from the first one (guessed 0.1 s before), so a "
-          "first drawing slower than that overshoots it once; the share then falls towards max_overhead as the run goes on.")
+          "first drawing slower than that overshoots it once; the share then falls towards max_overhead as the run "
+          "goes on.")
     res['long'] = [r]
     assert all(x['errors'] == 0 for x in sum(res.values(), [])), 'the dashboard reported drawing errors'
 

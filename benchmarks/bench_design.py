@@ -25,13 +25,14 @@ def main():
     ap.add_argument('--minutes', type=float, default=10.0, help='time budget of the design run')
     ap.add_argument('--quick', action='store_true', help='a 1-minute smoke run')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--oracle-budget', type=int, default=None, help='end the run after this many oracle calls')
     ap.add_argument('--out', default=None, help='keep the run folder here (default: a temporary folder, deleted)')
     args = ap.parse_args()
     minutes = 1.0 if args.quick else args.minutes
 
     from opto_nb import chem
-    from opto_nb.cli import DesignConfig, run_design, design_dataset
-    cfg = DesignConfig(minutes=minutes, seed=args.seed)
+    from opto_nb.design import DesignConfig, run_design, design_dataset
+    cfg = DesignConfig(minutes=minutes, seed=args.seed, oracle_budget=args.oracle_budget)
     train, _, _ = design_dataset(cfg)
     base = chem.top_k_metrics(train, chem.qed(train), k=100)
     print(f'load before: {load()}')
@@ -45,8 +46,10 @@ def main():
         print(f'load after:  {load()}')
     figures = {'top100_mean': s['top100_mean'], 'validity': s['validity'],
                'top100_internal_diversity': s['top100_internal_diversity']}
-    baseline = {'top100_mean': base['top_mean'], 'validity': 1.0, 'top100_internal_diversity': base['top_internal_diversity']}
-    print(f"\nopto_nb design --objective qed --minutes {minutes:g} (seed {args.seed}): {s['pretrain_steps']} pretrain + "
+    baseline = {'top100_mean': base['top_mean'], 'validity': 1.0,
+                'top100_internal_diversity': base['top_internal_diversity']}
+    print(f"\nopto_nb design --objective qed --minutes {minutes:g} (seed {args.seed}): "
+          f"{s['pretrain_steps']} pretrain + "
           f"{s['rl_steps']} RL steps in {wall:.0f} s wall time")
     print(f"{'figure':30s} {'run':>8s} {'target':>8s} {'ok':>4s} {'NCI set':>9s}")
     for k, v in figures.items():
@@ -54,8 +57,11 @@ def main():
     print(f"{'validity, RL batches (last 1/4)':30s} {s.get('batch_validity_last_quarter', float('nan')):8.4f}")
     print(f"{'best QED':30s} {s['best']:8.4f}          {'':4s} {base['top_max']:9.4f}")
     print(f"top-100 mean QED vs the NCI set's top 100: {figures['top100_mean'] / base['top_mean']:.3f}x")
+    print(f"oracle: {s['n_calls']} calls, AUC top-1/10/100 {s['auc_top1']:.4f} / {s['auc_top10']:.4f} / "
+          f"{s['auc_top100']:.4f}, rejected by the sanity filter {s['rejected']}")
     print(json.dumps({'minutes': minutes, 'wall_seconds': round(wall, 1), **figures,
-                      'pretrain_steps': s['pretrain_steps'], 'rl_steps': s['rl_steps']}))
+                      'pretrain_steps': s['pretrain_steps'], 'rl_steps': s['rl_steps'], 'n_calls': s['n_calls'],
+                      'auc_top10': s['auc_top10']}))
     if tmp: shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -15,7 +15,6 @@ times them in interleaved trials and prints the per-step medians and the ratio (
 """
 import argparse, copy, statistics, time
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -77,7 +76,8 @@ def main():
     if sampler == 'model':
         try: from opto_nb.samplers import ModelSampler
         except ImportError as e:
-            print(f"opto_nb.samplers.ModelSampler unavailable ({e}); using the inline sampler"); sampler = 'inline'
+            print(f"opto_nb.samplers.ModelSampler unavailable ({e}); using the inline sampler")
+            sampler = 'inline'
 
     vocab = CharacterVocab(list('abcdefgh'))
     set_seed(0)
@@ -87,11 +87,13 @@ def main():
     def fresh():
         "The same starting point for every run: model, optimizer, baseline and torch RNG."
         m = copy.deepcopy(model0)
-        o = torch.optim.Adam(m.parameters(), lr=1e-3); o.load_state_dict(opt0.state_dict())
+        o = torch.optim.Adam(m.parameters(), lr=1e-3)
+        o.load_state_dict(opt0.state_dict())
         return m, o
 
     def run_hand(n, seed):
-        m, o = fresh(); b = MovingBaseline(0.9)
+        m, o = fresh()
+        b = MovingBaseline(0.9)
         torch.manual_seed(seed)
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n): hand_step(m, vocab, o, b, bs, max_len, clip)
@@ -108,19 +110,22 @@ def main():
         return time.perf_counter() - t0, time.process_time() - c0, m
 
     # same math: identical parameters after the same number of steps from the same state
-    *_, mh = run_hand(3, 123); *_, ml = run_loop(3, 123)
+    *_, mh = run_hand(3, 123)
+    *_, ml = run_loop(3, 123)
     same = all(torch.allclose(p, q, atol=1e-6) for p, q in zip(mh.parameters(), ml.parameters()))
     print(f"same parameters after 3 steps (hand loop vs fit loop): {same}")
     assert same, "the fit loop and the hand-written loop disagree: they do not compute the same thing"
 
-    run_hand(2, 0); run_loop(2, 0)  # warm-up
+    run_hand(2, 0)  # warm-up
+    run_loop(2, 0)
     res = {'hand': {'wall': [], 'cpu': []}, 'loop': {'wall': [], 'cpu': []}}
     for t in range(trials):
         # alternate which goes first so drifting machine load hits both equally
         order = (('hand', run_hand), ('loop', run_loop)) if t % 2 == 0 else (('loop', run_loop), ('hand', run_hand))
         for nm, fn in order:
             w, c, _ = fn(steps, t)
-            res[nm]['wall'].append(w / steps); res[nm]['cpu'].append(c / steps)
+            res[nm]['wall'].append(w / steps)
+            res[nm]['cpu'].append(c / steps)
     print(f"config: LSTMLM 2x128, bs={bs}, max_len={max_len}, {steps} steps x {trials} trials, "
           f"torch threads={args.threads}, sampler={sampler}")
     # On a shared machine wall time includes waiting for a core; the process CPU time (one torch thread) counts only
@@ -128,8 +133,10 @@ def main():
     for clock in ('cpu', 'wall'):
         h, l = res['hand'][clock], res['loop'][clock]
         ratios = [b / a for a, b in zip(h, l)]
-        print(f"[{clock:4s}] hand-written torch loop: {statistics.median(h) * 1e3:8.2f} ms/step (median; min {min(h) * 1e3:.2f})")
-        print(f"[{clock:4s}] Learner fit loop       : {statistics.median(l) * 1e3:8.2f} ms/step (median; min {min(l) * 1e3:.2f})")
+        print(f"[{clock:4s}] hand-written torch loop: {statistics.median(h) * 1e3:8.2f} ms/step (median; min "
+              f"{min(h) * 1e3:.2f})")
+        print(f"[{clock:4s}] Learner fit loop       : {statistics.median(l) * 1e3:8.2f} ms/step (median; min "
+              f"{min(l) * 1e3:.2f})")
         print(f"[{clock:4s}] ratio fit/hand: median of per-trial ratios {statistics.median(ratios):.3f}, "
               f"ratio of mins {min(l) / min(h):.3f} (target <= 1.10)")
 

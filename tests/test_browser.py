@@ -1,7 +1,7 @@
 """End-to-end dashboard test in a real browser: Voila serves tests/dashboard_app.ipynb (a small model training with the
 dashboard attached) on 127.0.0.1 and headless Debian Chromium, driven by playwright, checks that the numbers and the
 plot update while training runs and that the stop button stops training. Writes test-artifacts/dashboard.png."""
-import os, re, signal, socket, subprocess, sys, time, urllib.request
+import os, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 from conftest import ROOT
@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason='Debian chromium i
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 def _wait_http(url, proc, deadline):
     "Poll `url` until it answers, Voila exits, or `deadline` passes."
@@ -42,7 +43,8 @@ def _poll(fn, deadline, every=0.2):
 @pytest.mark.timeout(150)
 def test_dashboard_in_browser(tmp_path):
     from playwright.sync_api import sync_playwright
-    t_start = time.monotonic(); deadline = t_start + 85
+    t_start = time.monotonic()
+    deadline = t_start + 85
     port = _free_port()
     log = open(tmp_path / 'voila.log', 'w')
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
@@ -68,14 +70,16 @@ def test_dashboard_in_browser(tmp_path):
                 src1 = page.get_attribute(img, 'src')
                 # numbers and the plot change while training runs
                 assert _poll(lambda: _step(page) > s1 + 5, deadline), f'step did not advance past {s1}'
-                assert _poll(lambda: page.get_attribute(img, 'src') != src1, deadline), 'the rewards plot was not redrawn'
+                assert _poll(lambda: page.get_attribute(img, 'src') != src1,
+                             deadline), 'the rewards plot was not redrawn'
                 assert 'running' in page.inner_text('.opto-status')
                 # the stop button ends training at the next batch boundary
                 page.click('.opto-stop')
                 assert _poll(lambda: 'stopped' in page.inner_text('.opto-status'), deadline), \
                     f"status after stop: {page.inner_text('.opto-status')!r}"
                 assert 'checkpoint: ' in page.inner_text('.opto-status'), 'no checkpoint was written on stop'
-                s_stop = _step(page); time.sleep(1.5)
+                s_stop = _step(page)
+                time.sleep(1.5)
                 assert _step(page) == s_stop, 'training went on after the stop button'
                 ARTIFACT.parent.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACT), full_page=True)
@@ -93,5 +97,6 @@ def test_dashboard_in_browser(tmp_path):
         except ProcessLookupError: pass
         try: proc.wait(10)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL); proc.wait(10)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
         log.close()

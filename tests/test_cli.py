@@ -1,5 +1,7 @@
-"""The `opto_nb` console script end to end (subprocesses): a tiny design run, stop + --resume, program, help and errors."""
-import json, os, shutil, subprocess, sys
+"""The `opto_nb` console script end to end: design runs in real subprocesses (outputs, oracle budget, exact resume after
+a stop with a damaged newest checkpoint, a finished run left intact, one writer per folder), program, help, version,
+and errors that name the option and leave nothing written."""
+import errno, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -9,56 +11,102 @@ pytest.importorskip('rdkit')
 # the installed console script; without it (package not installed with its scripts) the same entry point via python
 _EXE = shutil.which('opto_nb')
 CMD = [_EXE] if _EXE else [sys.executable, '-c', 'import sys; from opto_nb.cli import main; sys.exit(main())']
-# a small model and dataset: the whole run takes a few seconds; step budgets make it reproducible
-TINY = ['--n-train', '300', '--emb-dim', '16', '--hidden-dim', '32', '--n-layers', '1', '--pretrain-bs', '16', '--bs', '16',
-        '--n-eval', '32', '--top-k', '10', '--quiet']
+# a small model and dataset that learns valid molecules in 40 pretrain steps (a few seconds); step budgets make it
+# reproducible
+SMALL = ['--n-train', '1500', '--max-tokens', '20', '--emb-dim', '16', '--hidden-dim', '64', '--n-layers', '1',
+         '--pretrain-bs', '32', '--pretrain-lr', '5e-3', '--bs', '32', '--n-eval', '32', '--top-k', '10', '--quiet']
+ENV = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 
 
 def opto_nb(*args, env=None, timeout=120):
     return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **ENV, **(env or {})})
+
+
+def in_process(*args, capsys=None):
+    "main(argv) in this process -> (exit status, stdout, stderr)."
+    from opto_nb.cli import main
+    try: rc = main([str(a) for a in args])
+    except SystemExit as e: rc = e.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def files_and_times(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob('*') if p.is_file()}
 
 
 def test_design_end_to_end(tmp_path):
     out = tmp_path / 'run'
-    r = opto_nb('design', '--pretrain-steps', 8, '--rl-steps', 6, '--out', out, *TINY)
+    r = opto_nb('design', '--pretrain-steps', 40, '--rl-steps', 6, '--out', out, *SMALL)
     assert r.returncode == 0, r.stderr
-    assert 'top-10 mean qed' in r.stdout and 'validity' in r.stdout
+    assert 'top-10 mean qed' in r.stdout and 'oracle calls' in r.stdout and 'AUC top-100' in r.stdout
     names = {p.name for p in out.iterdir()}
     assert {'config.json', 'checkpoints', 'metrics.csv', 'metrics.jsonl', 'samples.csv', 'top_molecules.csv', 'report',
             'model.pt', 'summary.json'} <= names
     s = json.loads((out / 'summary.json').read_text())
-    assert s['finished'] and s['steps'] == 14 and s['pretrain_steps'] == 8 and s['rl_steps'] == 6
-    assert 0 <= s['validity'] <= 1 and s['n_sampled'] > 0
+    assert s['finished'] and s['steps'] == 46 and s['pretrain_steps'] == 40 and s['rl_steps'] == 6
+    assert 0 <= s['validity'] <= 1 and s['n_sampled'] > 0 and s['n_calls'] > 0 and s['oracle_budget'] is None
+    assert s['top1'] >= s['top10'] >= s['top100'] and 0 < s['auc_top1'] <= s['top1']
+    assert s['rejected']['invalid'] > 0 and s['n_requested'] >= s['n_calls'] + sum(s['rejected'].values())
     rows = (out / 'metrics.csv').read_text().splitlines()
-    assert len(rows) == 1 + 14                                    # header + one row per batch
-    assert len((out / 'metrics.jsonl').read_text().splitlines()) == 14
+    assert len(rows) == 1 + 46 and 'oracle_calls' in rows[0].split(',')          # header + one row per batch
+    assert len((out / 'metrics.jsonl').read_text().splitlines()) == 46
     top = (out / 'top_molecules.csv').read_text().splitlines()
-    assert top[0].startswith('rank,smiles,score,qed,') and len(top) - 1 == s['n_top']
+    assert top[0].startswith('rank,smiles,score,qed,') and len(top) - 1 == s['n_top'] > 0
     html = (out / 'report' / 'report.html').read_text()
-    assert '<img' in html and list((out / 'report').glob('*.png'))
+    assert '<img' in html and 'best molecules' in html and list((out / 'report').glob('*.png'))
     assert json.loads((out / 'config.json').read_text())['rl_steps'] == 6
     # the same folder again without --resume: refused, nothing overwritten
-    r2 = opto_nb('design', '--pretrain-steps', 8, '--rl-steps', 6, '--out', out, *TINY)
-    assert r2.returncode == 1 and '--resume' in r2.stderr
+    before = files_and_times(out)
+    r = opto_nb('design', '--pretrain-steps', 40, '--rl-steps', 6, '--out', out, *SMALL)
+    assert r.returncode == 1 and '--resume' in r.stderr
+    # --resume of the finished run: reported as it is, nothing retrained or rewritten
+    r = opto_nb('design', '--resume', '--out', out)
+    assert r.returncode == 0 and 'has finished already (46 steps)' in r.stdout, r.stderr
+    assert 'top-10 mean qed' in r.stdout and files_and_times(out) == before
 
 
-def test_design_resume(tmp_path):
-    out = tmp_path / 'run'
-    r = opto_nb('design', '--pretrain-steps', 6, '--rl-steps', 6, '--checkpoint-every', 4, '--max-batches', 8, '--out', out, *TINY)
+def test_design_oracle_budget_and_exact_resume(tmp_path):
+    """An oracle budget ends the run at exactly N calls; a stopped run whose newest checkpoint is damaged resumes from
+    the one before (with a warning naming the file) and ends exactly as the run that was never stopped."""
+    args = ['--pretrain-steps', 40, '--rl-steps', 60, '--oracle-budget', 25, '--checkpoint-every', 20, *SMALL]
+    full, cut = tmp_path / 'full', tmp_path / 'cut'
+    r = opto_nb('design', *args, '--out', full)
     assert r.returncode == 0, r.stderr
-    s = json.loads((out / 'summary.json').read_text())
-    assert not s['finished'] and s['steps'] == 8
-    assert list((out / 'checkpoints').glob('ckpt-00000008-rl-*.pt'))        # stopped in the rl stage, state saved
-    r = opto_nb('design', '--resume', '--out', out, '--quiet')
+    a = json.loads((full / 'summary.json').read_text())
+    assert a['finished'] and a['n_calls'] == 25 and a['oracle_budget'] == 25 and 'oracle budget' in a['stop_reason']
+    r = opto_nb('design', *args, '--max-batches', 50, '--out', cut)
     assert r.returncode == 0, r.stderr
-    s = json.loads((out / 'summary.json').read_text())
-    assert s['finished'] and s['steps'] == 12 and s['pretrain_steps'] == 6 and s['rl_steps'] == 6
-    batches = [int(line.split(',')[0]) for line in (out / 'metrics.csv').read_text().splitlines()[1:]]
-    assert batches == list(range(12))                           # the log continues where the first process stopped
-    # resuming a finished run only rewrites its outputs
-    r = opto_nb('design', '--resume', '--out', out, '--quiet')
-    assert r.returncode == 0 and json.loads((out / 'summary.json').read_text())['steps'] == 12
+    b = json.loads((cut / 'summary.json').read_text())
+    assert not b['finished'] and b['steps'] == 50 and b['n_calls'] < 25
+    ckpts = sorted((cut / 'checkpoints').glob('ckpt-*.pt'))
+    assert [p.name[:13] for p in ckpts] == ['ckpt-00000040', 'ckpt-00000050'], ckpts
+    ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:1000])                   # the newest checkpoint, cut short
+    r = opto_nb('design', '--resume', '--out', cut, '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert 'warning' in r.stderr and ckpts[-1].name in r.stderr, r.stderr
+    b = json.loads((cut / 'summary.json').read_text())
+    assert b['resumed_from'].endswith(ckpts[0].name)
+    for k in ('n_calls', 'n_requested', 'n_hits', 'rejected', 'steps', 'rl_steps', 'top1', 'top10', 'auc_top1',
+              'auc_top10', 'auc_top100', 'validity', 'n_sampled', 'stop_reason'):
+        assert a[k] == b[k], (k, a[k], b[k])
+    assert (full / 'top_molecules.csv').read_text() == (cut / 'top_molecules.csv').read_text()
+    import torch
+    ma, mb = (torch.load(p / 'model.pt', weights_only=False)['state_dict'] for p in (full, cut))
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    batches = [int(line.split(',')[0]) for line in (cut / 'metrics.csv').read_text().splitlines()[1:]]
+    assert batches == list(range(a['steps']))                  # the log continues where the checkpoint was taken
+
+
+def test_one_writer_per_folder(tmp_path):
+    "A run folder another process holds is refused with the holder named, before anything is written."
+    from opto_nb.utils import FolderLock
+    out = tmp_path / 'busy'
+    with FolderLock(out):
+        r = opto_nb('design', '--pretrain-steps', 2, '--rl-steps', 2, '--out', out, *SMALL)
+    assert r.returncode == 1 and f'is in use by process {os.getpid()}' in r.stderr, r.stderr
+    assert not (out / 'config.json').exists()
 
 
 def test_program(tmp_path):
@@ -67,7 +115,7 @@ def test_program(tmp_path):
     assert r.returncode == 0, r.stderr
     assert {'config.json', 'checkpoint.pt', 'history.csv', 'report', 'summary.json'} <= {p.name for p in out.iterdir()}
     s = json.loads((out / 'summary.json').read_text())
-    assert s['steps'] == 18 and s['test_score_end'] > s['test_score_start']
+    assert s['steps'] == 18 and s['test_score_end'] > s['test_score_start'] and 'test score' in r.stdout
     assert (out / 'history.csv').read_text().startswith('step,name,value')
     r = opto_nb('program', '--resume', '--epochs', 3, '--out', out, '--quiet')
     assert r.returncode == 0 and json.loads((out / 'summary.json').read_text())['steps'] == 18
@@ -78,33 +126,72 @@ def test_help():
     assert r.returncode == 0 and 'design' in r.stdout and 'program' in r.stdout
     r = opto_nb('design', '--help')
     assert r.returncode == 0
-    for flag in ('--objective', '--target', '--minutes', '--seed', '--out', '--resume', '--quiet', '--pretrain-share',
-                 '--buffer-share', '--novelty', '--clip-eps', '--temperature', '--max-batches'):
+    for flag in ('--objective', '--target', '--minutes', '--oracle-budget', '--sanity', '--seed', '--out', '--resume',
+                 '--quiet', '--pretrain-share', '--buffer-share', '--novelty', '--clip-eps', '--temperature',
+                 '--max-batches', '--scaffold-min-score'):
         assert flag in r.stdout, flag
-    r = opto_nb('program', '--help')
-    assert r.returncode == 0 and '--epochs' in r.stdout and '--proposals' in r.stdout
-    r = opto_nb()
-    assert r.returncode == 2 and 'usage' in r.stdout
+    assert '(default: None)' not in r.stdout and not re.search(r'\(default: [^)]*\)\s+\(default:', r.stdout)
+
+
+def test_version_and_no_command(capsys):
+    rc, out, _ = in_process('--version', capsys=capsys)
+    assert rc == 0 and out.startswith('opto_nb ')
+    rc, out, _ = in_process(capsys=capsys)
+    assert rc == 2 and 'usage' in out
 
 
 @pytest.mark.parametrize('args, code, msg', [
-    (['design', '--objective', 'logp'], 2, "argument --objective: invalid choice: 'logp'"),
+    (['design', '--objective', 'logp'], 2, "`--objective` 'logp' is not a named objective"),
+    (['design', '--objective', 'no_such_package_xyz:score'], 2, "`--objective` cannot import"),
+    (['design', '--objective', 'missing.toml'], 2, "`--objective`: no scoring file at missing.toml"),
+    (['design', '--objective', 'rediscovery', '--target', 'C1CC'], 2, "`--target` must be a valid SMILES"),
+    (['design', '--target', 'CCO'], 2, "`--target` is used only by the objectives that take a target"),
     (['design', '--minutes', '-1'], 2, "argument --minutes: must be > 0"),
     (['design', '--minutes', 'ten'], 2, "argument --minutes: invalid float value: 'ten'"),
+    (['design', '--novelty', 'inf'], 2, "argument --novelty: must be a finite number, got 'inf'"),
+    (['design', '--kl-coef', 'nan'], 2, "argument --kl-coef: must be a finite number, got 'nan'"),
+    (['design', '--entropy-coef=-inf'], 2, "argument --entropy-coef: must be a finite number"),
+    (['design', '--scaffold-min-score', 'nan'], 2, "argument --scaffold-min-score: must be a finite number"),
+    (['design', '--oracle-budget', '0'], 2, "argument --oracle-budget: must be >= 1"),
     (['design', '--buffer-share', '1.5'], 2, "`--buffer-share` must be in [0, 1)"),
     (['design', '--loss', 'a2c'], 2, "argument --loss: invalid choice"),
     (['design', '--unknown-flag'], 2, "unrecognized arguments: --unknown-flag"),
+    (['design', '--resume'], 2, "--resume needs --out"),
     (['frobnicate'], 2, "invalid choice: 'frobnicate'"),
     (['program', '--epochs', '0'], 2, "argument --epochs: must be > 0"),
 ])
-def test_bad_arguments(args, code, msg):
-    r = opto_nb(*args)
-    assert r.returncode == code and msg in r.stderr, r.stderr
+def test_bad_arguments(args, code, msg, tmp_path, capsys, monkeypatch):
+    "Checked before anything is written (in process: the script's own exit codes are checked above)."
+    monkeypatch.chdir(tmp_path)                      # the default run folder would be runs/... here
+    rc, out, err = in_process(*args, capsys=capsys)
+    assert rc == code and msg in err, err
+    assert not list(tmp_path.iterdir())
 
 
-def test_nothing_to_resume(tmp_path):
-    r = opto_nb('design', '--resume', '--out', tmp_path / 'missing')
-    assert r.returncode == 1 and 'no run to resume' in r.stderr
+def test_run_errors(tmp_path, capsys):
+    "Nothing to resume, a broken config.json, a full disk: one line naming the file and the cause, exit status 1."
+    rc, _, err = in_process('design', '--resume', '--out', tmp_path / 'missing', capsys=capsys)
+    assert rc == 1 and 'no run to resume' in err
+    (tmp_path / 'broken').mkdir()
+    (tmp_path / 'broken' / 'config.json').write_text('{"objective": "qed", "bs": ')
+    rc, _, err = in_process('design', '--resume', '--out', tmp_path / 'broken', capsys=capsys)
+    assert rc == 1 and f"{tmp_path / 'broken' / 'config.json'} is not a valid run configuration" in err, err
+    from unittest import mock
+    def full_disk(path, *a, **k): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    with mock.patch('opto_nb.design.atomic_write', full_disk):
+        rc, _, err = in_process('design', '--pretrain-steps', 1, '--rl-steps', 1, '--out', tmp_path / 'full', *SMALL,
+                                capsys=capsys)
+    assert rc == 1 and f"cannot write {tmp_path / 'full' / 'config.json'}: no space left" in err, err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder(tmp_path):
+    ro = tmp_path / 'ro'
+    ro.mkdir()
+    ro.chmod(0o555)
+    try: r = opto_nb('design', '--pretrain-steps', 1, '--rl-steps', 1, '--out', ro / 'run', *SMALL)
+    finally: ro.chmod(0o755)
+    assert r.returncode == 1 and str(ro / 'run') in r.stderr and 'permission denied' in r.stderr, r.stderr
 
 
 def test_missing_rdkit(tmp_path):
@@ -112,7 +199,7 @@ def test_missing_rdkit(tmp_path):
     fake = tmp_path / 'fake' / 'rdkit'
     fake.mkdir(parents=True)
     (fake / '__init__.py').write_text("raise ImportError('No module named rdkit (test stand-in)')\n")
-    env = {'PYTHONPATH': os.pathsep.join([str(fake.parent)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])}
-    r = opto_nb('design', '--out', tmp_path / 'run', env=env)
-    assert r.returncode == 1 and 'pip install opto_nb[chem]' in r.stderr, r.stderr
+    paths = [str(fake.parent)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+    r = opto_nb('design', '--out', tmp_path / 'run', env={'PYTHONPATH': os.pathsep.join(paths)})
+    assert r.returncode == 1 and 'pip install "opto_nb[chem]"' in r.stderr, r.stderr
     assert not (tmp_path / 'run').exists()

@@ -1,4 +1,5 @@
-"Rollouts on a real local Ray instance: same results as threads, failures travel back, unpicklable agents are refused clearly."
+("Rollouts on a real local Ray instance: same results as threads, failures travel back, unpicklable agents are refused "
+ "clearly.")
 import sys, threading, time
 import pytest
 
@@ -56,7 +57,8 @@ def test_ray_equals_threads(rx):
     # the failure on x == 13 came back as a scored, counted ErrorFeedback with its traceback
     assert [g.n_failed for g in on_ray] == [1, 1, 1]
     fb = on_ray[0][13].feedback
-    assert isinstance(fb, ErrorFeedback) and fb.stage == 'agent' and fb.type == 'ValueError' and '13 is not allowed' in fb.traceback
+    assert isinstance(fb, ErrorFeedback) and fb.stage == 'agent' and fb.type == 'ValueError'
+    assert '13 is not allowed' in fb.traceback
     assert on_ray[0][13].score == 0.0
     # the traceback from a worker still names the user's function and the line that raised
     line = Poly.forward.__code__.co_firstlineno + 1
@@ -79,7 +81,9 @@ def test_sampler_on_ray(rx):
         assert [g.module for g in r] == [agents[0]] * 2 + [agents[1]] * 2
 
 class Locked(Poly):
-    def __init__(self): super().__init__(1.0, 0.0); self.lock = threading.Lock()
+    def __init__(self):
+        super().__init__(1.0, 0.0)
+        self.lock = threading.Lock()
 
 def test_unpicklable_agent_is_refused_clearly(rx):
     with pytest.raises(TypeError, match=r"the agent \(Locked\) cannot be sent to Ray workers.*lock.*num_threads"):
@@ -98,8 +102,10 @@ def test_trainer_on_ray_equals_threads(rx):
     def run(**kw):
         agent = Poly(1.0, 0.0)
         search = BasicSearchAlgorithm(agent, EvolutionStrategy(agent, sigma=0.3, seed=0), seed=0, **kw)
-        h = search.train(work_guide, data, num_proposals=3, num_epochs=2, batch_size=3, test_dataset=data, progress=False)
+        h = search.train(work_guide, data, num_proposals=3, num_epochs=2, batch_size=3, test_dataset=data,
+                         progress=False)
         return h.state_dict(), agent.state_dict()
     on_ray, on_threads = run(executor=rx), run(num_threads=2)
     assert on_ray == on_threads
-    assert on_ray[0]['test/score'][1][-1] > on_ray[0]['test/score'][1][0]   # it learned something
+    test = on_ray[0]['series']['test/score'][1]
+    assert test[-1] > test[0]   # it learned something

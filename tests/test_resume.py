@@ -1,10 +1,10 @@
-"""Exact resume after a real kill (issue 5, item 5).
+"""Exact resume after a real kill.
 
 A training run is started in a child process, killed with SIGKILL as soon as it has written a checkpoint in the
 middle of a stage, and resumed from its newest checkpoint in a fresh process. It must end with parameters, log,
 buffer and pipeline record identical to an uninterrupted run with the same seed (all runs single-threaded).
 Tested for the fit loop (`PipelineCallback` in a `Learner`) and for a minibatch trainer (`run_minibatch_pipeline`
-with `BasicSearchAlgorithm`).
+with `BasicSearchAlgorithm`); a trainer checkpoint that is truncated or corrupt gives one clear error.
 
 This file is also the child program: `python tests/test_resume.py {fit|search} CKDIR OUT RESUME THROTTLE`.
 """
@@ -19,7 +19,7 @@ TIMEOUT = 50  # seconds for any one child process
 # the runs (executed in child processes)
 
 def _fit_run(ckdir, resume, throttle):
-    "Pretrain (supervised) -> rl (policy gradient, samplers + buffer, early stopping) -> replay (off-policy), in a Learner."
+    "Pretrain (supervised) -> rl (policy gradient, samplers + buffer, early stopping) -> replay (off-policy)"
     from functools import partial
     import numpy as np, torch
     from opto_nb.utils import Builder, LinearDecay, MultiLinearDecay, set_seed
@@ -30,7 +30,8 @@ def _fit_run(ckdir, resume, throttle):
     from opto_nb.buffers import Buffer
     from opto_nb.rewards import Reward
     from opto_nb.pipeline import (TrainingPipeline, PipelineStage, OffPolicyPipelineComponent, MetricThresholdCriterion,
-                                  Schedule, PipelineCallback, TopSamplesReplay, imitation_loss)
+                                  Schedule)
+    from opto_nb.drivers import PipelineCallback, TopSamplesReplay, imitation_loss
 
     class Throttle(Callback):
         "Slows the victim run down so that the kill lands mid-run (holds no state; present in every run)."
@@ -78,7 +79,7 @@ def _fit_run(ckdir, resume, throttle):
     buf = lrn.buffer.state_dict()
     return {'model': agent.model.state_dict(), 'opt': agent.opt.state_dict(), 'metrics': metrics,
             'samples': lrn.log.samples, 'iteration': lrn.iteration,
-            'buffer': {**buf, 'history': sorted(buf['history'])},
+            'buffer': {**buf, '_history': sorted(buf['_history'])},
             'pipeline': {'metrics_log': pipe.metrics_log, 'history': pipe.history},
             'resumed_from': getattr(pcb, 'resumed_from', None)}
 
@@ -90,7 +91,8 @@ def _search_run(ckdir, resume, throttle):
     from opto_nb.core import Module, Parameter
     from opto_nb.optimizers import EvolutionStrategy
     from opto_nb.trainers import BasicSearchAlgorithm
-    from opto_nb.pipeline import TrainingPipeline, PipelineStage, MetricThresholdCriterion, run_minibatch_pipeline
+    from opto_nb.pipeline import TrainingPipeline, PipelineStage, MetricThresholdCriterion
+    from opto_nb.drivers import run_minibatch_pipeline
 
     class Line(Module):
         def __init__(self): self.slope, self.offset = Parameter(0.0, bounds=(-5, 5)), Parameter(0.0, bounds=(-10, 10))
@@ -144,7 +146,9 @@ def _child(kind, ckdir, out, mode, throttle):
 def _finish(proc):
     try: stdout, stderr = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        proc.kill(); proc.communicate(); raise AssertionError("child run timed out")
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("child run timed out")
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{stdout[-3000:]}\n{stderr[-6000:]}"
 
 def _kill_mid_stage(proc, ckdir, min_step):
@@ -153,7 +157,8 @@ def _kill_mid_stage(proc, ckdir, min_step):
     t0 = time.time()
     while time.time() - t0 < TIMEOUT:
         if proc.poll() is not None:
-            raise AssertionError(f"the victim ended (rc={proc.returncode}) before it could be killed:\n{proc.stderr.read()[-4000:]}")
+            raise AssertionError(f"the victim ended (rc={proc.returncode}) before it could be killed:\n"
+                                 f"{proc.stderr.read()[-4000:]}")
         found = [p.name for p in Path(ckdir).glob('ckpt-*.pt') if int(_CKPT_RE.match(p.name).group(1)) >= min_step] \
             if Path(ckdir).is_dir() else []
         if found:
@@ -162,7 +167,8 @@ def _kill_mid_stage(proc, ckdir, min_step):
             assert proc.returncode == -signal.SIGKILL
             return min(found)
         time.sleep(0.005)
-    proc.kill(); raise AssertionError("no checkpoint appeared in time")
+    proc.kill()
+    raise AssertionError("no checkpoint appeared in time")
 
 def _same(a, b, path='state'):
     "Recursive equality (tensors, arrays, NaN == NaN); raises with the path of the first difference."
@@ -193,7 +199,8 @@ def _kill_and_resume(tmp_path, kind, throttle, min_step):
     ps = TrainingPipeline.load_checkpoint(latest)['pipeline']
     assert not ps['stage_done'] and 0 < ps['stage_steps'] < ps['stage_max_steps'], (latest.name, ps['stage_steps'])
     resumed = _child(kind, ck_cut, tmp_path / 'resumed.pt', 'resume', 0)
-    _finish(full); _finish(resumed)
+    _finish(full)
+    _finish(resumed)
     a = torch.load(tmp_path / 'full.pt', weights_only=False)
     b = torch.load(tmp_path / 'resumed.pt', weights_only=False)
     return a, b, killed_at, latest
@@ -210,6 +217,25 @@ def test_minibatch_trainer_kill_and_resume(tmp_path):
     _same(a, b)
     stages = [h['stage'] for h in a['pipeline']['history'] if h['event'] == 'stage_end']
     assert stages == ['explore', 'refine'] and a['iteration'] > 14
+
+def test_minibatch_trainer_truncated_or_corrupt_checkpoint(tmp_path):
+    "A trainer checkpoint cut short or overwritten with garbage gives one clear error naming the file, not a traceback."
+    import pytest
+    from opto_nb.examples import fahrenheit_guide, fahrenheit_search, fahrenheit_splits
+    from opto_nb.trainers import CheckpointError
+    train, valid, _ = fahrenheit_splits(0)
+    search = fahrenheit_search(seed=0)
+    search.train(fahrenheit_guide, train, validate_dataset=valid, num_proposals=2, batch_size=8, progress=False)
+    blob = search.save(tmp_path / 'search.pt').read_bytes()
+    (tmp_path / 'cut.pt').write_bytes(blob[:len(blob) // 3])
+    (tmp_path / 'junk.pt').write_bytes(bytes(range(256)) * 8)
+    for name in ('cut.pt', 'junk.pt'):
+        with pytest.raises(CheckpointError, match=r"BasicSearchAlgorithm.load: .*" + name
+                           + r" is not a complete opto_nb checkpoint \(truncated or corrupt\): .*; delete it or "
+                           r"restore it from a backup"):
+            fahrenheit_search(seed=1).load(tmp_path / name)
+    resumed = fahrenheit_search(seed=1).load(tmp_path / 'search.pt')       # the intact file still loads
+    assert resumed.iteration == search.iteration == 3 and resumed.agent.state_dict() == search.agent.state_dict()
 
 
 if __name__ == '__main__':

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install everything the opto_nb test suite needs on a fresh Debian machine with Python 3.11:
-# the package (editable) with its dev extra and the CPU build of torch, and Debian's Chromium for the browser tests.
+# the package (editable) with its dev extra and the CPU build of torch, Debian's Chromium for the browser tests and
+# Debian's KaTeX, which the docs site ships so that its formulas render offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-if [ ! -x /usr/bin/chromium ]; then
+if [ ! -x /usr/bin/chromium ] || [ ! -e /usr/share/javascript/katex/katex.min.js ]; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium libjs-katex >/dev/null
 fi
 python -m pip install -q torch==2.13.0 -e ".[dev]"
 python - <<'PY'
