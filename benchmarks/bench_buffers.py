@@ -3,10 +3,11 @@ against numpy.random.Generator.choice(p=..., replace=False), measured in the sam
 
     python benchmarks/bench_buffers.py           # 1,000,000 items
     python benchmarks/bench_buffers.py --quick   # 200,000 items, fewer repeats
+    python benchmarks/bench_buffers.py --table   # per-draw cost at 10^4, 10^5, 10^6 items, every transform
 """
 import argparse, statistics, time
 import numpy as np
-from opto_nb.buffers import Buffer, WeightedBuffer
+from opto_nb.buffers import TRANSFORMS, Buffer, WeightedBuffer
 
 def best_of(fn, repeats):
     "Median and best wall time of `repeats` calls of `fn`."
@@ -22,10 +23,14 @@ def main():
     ap.add_argument('--quick', action='store_true', help='smaller sizes, fewer repeats')
     ap.add_argument('--n', type=int, default=None, help='buffer size (default 1,000,000; 200,000 with --quick)')
     ap.add_argument('--k', type=int, default=1024, help='items per weighted draw')
+    ap.add_argument('--table', action='store_true',
+                    help='only the per-draw cost table: 10^4, 10^5, 10^6 items, every transform, with and without '
+                         'consume and pct_argmax')
     a = ap.parse_args()
     n = a.n or (200_000 if a.quick else 1_000_000)
     reps = 3 if a.quick else 7
     rng = np.random.default_rng(0)
+    if a.table: return draw_table(a.k, reps, rng)
     print(f"bench_buffers: n={n:,}, k={a.k}, repeats={reps}")
 
     # 1. add with dedup: fresh items, then the same items again (all duplicates), then a 50% overlap
@@ -115,5 +120,23 @@ def main():
     print(f"WeightedBuffer.sample({a.k}, consume=True): 'none' {none_c * 1e3:.3f} ms, 'shift' {shift_c * 1e3:.3f} ms "
           f"({shift_c / none_c:.2f}x of 'none'), 'rank' {rank_c * 1e3:.3f} ms ({rank_c / none_c:.1f}x: re-ranks n "
           f"items)")
+
+def draw_table(k, reps, rng, sizes=(10_000, 100_000, 1_000_000)):
+    "Median cost of one `WeightedBuffer.sample(k)` per size, transform, consume and pct_argmax (a markdown table)."
+    print(f"WeightedBuffer.sample({k}): median ms per draw over {reps} draws (after one warm-up draw)\n")
+    cols = [(c, p) for c in (False, True) for p in (0.0, 0.5)]
+    print("| items | transform | " + " | ".join(f"consume={c}, pct_argmax={p}" for c, p in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for n in sizes:
+        scores = rng.random(n)
+        for transform in TRANSFORMS:
+            cells = []
+            for consume, pct in cols:
+                wb = WeightedBuffer(0.5, weight_transform=transform, pct_argmax=pct, seed=0)
+                wb.add(range(n), 'model', scores=scores)
+                wb.sample(k, consume=consume)
+                med, _ = best_of(lambda: wb.sample(k, consume=consume), reps)
+                cells.append(f"{med * 1e3:.3f}")
+            print(f"| {n:,} | {transform} | " + " | ".join(cells) + " |")
 
 if __name__ == '__main__': main()

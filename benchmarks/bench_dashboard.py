@@ -30,6 +30,7 @@ V, L, H = 8, 16, 64
 
 class GRUPolicy(Callback):
     "Sampler + reward + REINFORCE loss + optimizer for a small GRU over V tokens."
+    _state_attrs = ('emb', 'gru', 'out', 'opt')          # what a checkpoint of this loop would hold
     def __init__(self, seed=0):
         g = torch.Generator().manual_seed(seed)
         self.emb, self.gru, self.out = torch.nn.Embedding(V + 1, H), torch.nn.GRUCell(H, H), torch.nn.Linear(H, V)
@@ -67,6 +68,8 @@ class GRUPolicy(Callback):
 
 class LoopTimer(Callback):
     order = 10_000  # after everything, the dashboard included
+    _transient_attrs = ('t0', 'c0', 'h0', 't_last', 'c_last', 'h_last', 't_end', 'dcb',
+                        'r_last', 'n_last', 'k_last', 'x_last')   # timings of this process, not run state
     def before_train(self): self.t0, self.c0, self.h0 = time.perf_counter(), time.process_time(), time.thread_time()
     dcb = None
     def after_batch(self):

@@ -1,6 +1,6 @@
 """Flagship quality benchmark: `opto_nb design` with its default settings (QED, 10 minutes) on the embedded NCI set.
 
-Prints the figures the run reaches against the targets of DESIGN.md (top-100 mean QED >= 0.93, validity of sampled
+Prints the figures the run reaches against its targets (top-100 mean QED >= 0.93, validity of sampled
 batches >= 0.9, internal diversity of the top 100 >= 0.6), next to the same figures of the NCI training set itself
 (the baseline: the best molecules the run could have copied). The machine's load is printed before and after: on a
 shared machine the run gets fewer steps in its time budget and reaches less.

@@ -725,8 +725,8 @@ class PredictiveBuffer(WeightedBuffer):
         m.eval()
         try:
             with torch.no_grad():
-                out = [m(items[i:i + self.pred_bs]).detach().float().cpu().reshape(-1) for i in range(0, len(items),
-                                                                                                      self.pred_bs)]
+                starts = range(0, len(items), self.pred_bs)
+                out = [m(items[i:i + self.pred_bs]).detach().float().cpu().reshape(-1) for i in starts]
         finally: m.train(was)
         return torch.cat(out).numpy() if out else np.zeros(0)
 

@@ -23,7 +23,7 @@ __all__ = ['PLOGP_ZINC250K_STATS', 'DESCRIPTORS', 'FINGERPRINT_KINDS', 'ORGANIC_
            'morgan_fingerprints', 'fingerprint_array', 'tanimoto_similarity', 'count_fingerprints', 'similarity',
            'internal_diversity', 'SmilesSet', 'novelty', 'murcko_scaffolds', 'scaffold_counts', 'has_radicals',
            'SanityFilter', 'nci_path', 'load_nci', 'molecule_svgs', 'draw_molecules_svg', 'properties_table',
-           'molecule_metrics', 'top_k', 'top_k_metrics']
+           'molecule_metrics', 'top_k', 'top_k_metrics', 'add_molecule_sections']
 
 # %% ../nbs/40_chem.ipynb #050fb767
 _INSTALL_HINT = 'pip install "opto_nb[chem]"'   # quoted: zsh expands bare brackets
@@ -666,3 +666,131 @@ def top_k_metrics(smiles, scores, k: int = 100, radius: int = 2, n_bits: int = 2
     return dict(k=k, n_top=len(top), top_mean=float(vals.mean()) if any_ else nan,
                 top_min=float(vals.min()) if any_ else nan, top_max=float(vals.max()) if any_ else nan,
                 top_internal_diversity=internal_diversity(top, radius=radius, n_bits=n_bits))
+
+# %% ../nbs/40_chem.ipynb #a17c5002
+_PROPERTY_LABELS = {'qed': 'QED', 'logp': 'logP', 'mw': 'MW (Da)', 'sa': 'SA score', 'tpsa': 'TPSA (Å²)',
+                    'plogp': 'penalized logP', 'hbd': 'H-bond donors', 'hba': 'H-bond acceptors',
+                    'rotatable_bonds': 'rotatable bonds', 'rings': 'rings', 'aromatic_rings': 'aromatic rings',
+                    'heavy_atoms': 'heavy atoms', 'atoms': 'atoms', 'ring_penalty': 'ring penalty'}
+_LEGEND_PROPERTIES = ('qed', 'mw', 'logp')   # what a chemist reads first under a drawing
+
+def _check_properties(fn: str, properties) -> Tuple[str, ...]:
+    if isinstance(properties, str) or not isinstance(properties, Iterable):
+        raise TypeError(f"{fn}: `properties` must be a sequence of descriptor names, got {properties!r}")
+    props = tuple(properties)
+    for p in props:
+        if p not in DESCRIPTORS:
+            raise ValueError(f"{fn}: `properties` entries must be keys of DESCRIPTORS ({sorted(DESCRIPTORS)}), "
+                             f"got {p!r}")
+    return props
+
+def _ranked(fn: str, smiles, scores) -> Tuple[List[str], np.ndarray, str]:
+    "Distinct valid molecules best first, their scores, and a sentence on what was skipped (empty if nothing)."
+    items, _ = _as_batch(smiles, fn)
+    vals = np.asarray(scores.detach().cpu() if hasattr(scores, 'detach') else scores, dtype=np.float64).reshape(-1)
+    if len(vals) != len(items):
+        raise ValueError(f"{fn}: `scores` has {len(vals)} values for {len(items)} molecules in `smiles`; "
+                         "pass one score per molecule")
+    can = canonicalize(items) if items else []
+    keep = [i for i, c in enumerate(can) if c is not None and not np.isnan(vals[i])]
+    n_invalid = sum(c is None for c in can)
+    n_unscored = len(items) - n_invalid - len(keep)
+    top, top_vals = top_k([can[i] for i in keep], vals[keep], k=max(1, len(keep)))
+    n_repeats = len(keep) - len(top)
+    plural = lambda k, word: f"{k} {word}{'' if k == 1 else 's'}"
+    parts = [f'{n_invalid} invalid SMILES skipped' if n_invalid else '',
+             f"{plural(n_unscored, 'molecule')} without a score skipped" if n_unscored else '',
+             f"{plural(n_repeats, 'repeat')} merged (best score kept)" if n_repeats else '']
+    note = '; '.join(p for p in parts if p)
+    return top, top_vals, (f'Of {len(items)} SMILES given: {note}.' if note else '')
+
+# %% ../nbs/40_chem.ipynb #37e0d537
+def _grid_html(smiles: List[str], vals: np.ndarray, props: Mapping[str, np.ndarray], size) -> str:
+    "One RDKit drawing per molecule in a wrapping grid; legends: rank, score, QED, MW, logP; SMILES on hover."
+    legends = [f"#{i + 1}  score {v:.3g}\nQED {props['qed'][i]:.2f}  MW {props['mw'][i]:.0f}  "
+               f"logP {props['logp'][i]:.2f}" for i, v in enumerate(vals.tolist())]
+    svgs = molecule_svgs(smiles, legends, size=size)
+    cells = []
+    for s, lg, svg in zip(smiles, legends, svgs):
+        svg = re.sub(r'^\s*<\?xml[^>]*\?>\s*', '', svg)         # inline SVG in HTML takes no XML declaration
+        tip = html.escape(f"{lg.replace(chr(10), '  ')}\n{s}", quote=True)
+        cells.append(f'<div class="opto-molecule" title="{tip}">{svg}</div>')
+    return f'<div class="opto-grid" style="display:flex;flex-wrap:wrap;gap:6px">{"".join(cells)}</div>'
+
+def _reference_mols(fn: str, reference, max_reference: int) -> Tuple[list, int]:
+    "The valid molecules of `reference` (an even spread of at most `max_reference`) and how many were invalid."
+    items, _ = _as_batch(reference, fn)
+    if len(items) > max_reference:
+        items = [items[i] for i in np.linspace(0, len(items) - 1, max_reference).astype(int)]
+    mols = to_mols(items)
+    valid = [m for m in mols if m is not None]
+    return valid, len(mols) - len(valid)
+
+def _clip_reference(top_values: np.ndarray, ref_values: np.ndarray) -> np.ndarray:
+    "The reference clipped to its 1st-99th percentiles, widened to the best molecules' range (NaN stays NaN)."
+    t, r = top_values[~np.isnan(top_values)], ref_values[~np.isnan(ref_values)]
+    if not len(r): return ref_values
+    lo, hi = np.percentile(r, [1, 99])
+    if len(t): lo, hi = min(lo, t.min()), max(hi, t.max())
+    return np.clip(ref_values, lo, hi)
+
+def _distribution_figure(props: Sequence[str], top_props: Mapping[str, np.ndarray], ref_mols: list):
+    "One histogram per property: the best molecules against the reference (densities when there is one)."
+    from opto_nb.report import new_figure, plot_histograms
+    fig, axes = new_figure(len(props), dpi=80, width=3.2, height=2.9)
+    fig.subplots_adjust(left=.05, bottom=.18, top=.88)
+    n_top = len(next(iter(top_props.values())))
+    for i, (ax, p) in enumerate(zip(axes, props)):
+        arrays = {f'top {n_top} by score': top_props[p]}
+        if ref_mols:   # a few extreme reference molecules would squeeze the best ones into a few bins
+            arrays['reference'] = _clip_reference(top_props[p], descriptor(ref_mols, p))
+        label = _PROPERTY_LABELS.get(p, p)
+        plot_histograms(ax, arrays, density=bool(ref_mols), title=label, xlabel=label)
+        if i and ax.get_legend() is not None: ax.get_legend().remove()   # one legend says which colour is which
+    return fig
+
+# %% ../nbs/40_chem.ipynb #6799a330
+def add_molecule_sections(report, # an `opto_nb.report.Report`: the sections are added to it
+                          smiles: Sequence, # the run's molecules (any order, repeats and invalid ones allowed)
+                          scores, # one score per molecule (NaN: no score, skipped)
+                          reference: Optional[Sequence] = None, # SMILES to compare the properties with
+                          n_grid: int = 24, # molecules in the grid and the table
+                          properties: Sequence[str] = ('qed', 'logp', 'mw', 'sa', 'tpsa'), # keys of `DESCRIPTORS`
+                          title: str = 'Top molecules', # the grid's section title; the others start with it
+                          n_distribution: int = 100, # best molecules whose properties are plotted
+                          max_reference: int = 2000, # reference molecules used at most (an even spread)
+                          size: Tuple[int, int] = (230, 190)): # pixels per drawing
+    "Add a grid of the `n_grid` best molecules, their property distributions against `reference`, and a table."
+    from opto_nb.report import Report                         # here, so that importing chem needs no matplotlib
+    fn = 'add_molecule_sections'
+    if not isinstance(report, Report):
+        raise TypeError(f"{fn}: `report` must be an opto_nb.report.Report, got {type(report).__name__}")
+    n_grid = check_int(fn, 'n_grid', n_grid, lo=1)
+    n_distribution = check_int(fn, 'n_distribution', n_distribution, lo=1)
+    max_reference = check_int(fn, 'max_reference', max_reference, lo=1)
+    props = _check_properties(fn, properties)
+    size = _check_size(fn, size)
+    top, vals, note = _ranked(fn, smiles, scores)
+    if not top:
+        return report.add_text(title, f"No valid molecules to show. {note or 'No SMILES were given.'}")
+    mols = to_mols(top[:max(n_grid, n_distribution)])        # parsed once for the grid, the figure and the table
+    top_props = {p: descriptor(mols, p) for p in dict.fromkeys((*_LEGEND_PROPERTIES, *props))}
+    grid = {p: v[:n_grid] for p, v in top_props.items()}
+    n_shown = min(n_grid, len(top))
+    caption = (f"The {n_shown} best of {len(top)} distinct valid molecules by score, with QED, molecular weight and "
+               f"logP; hover over a drawing for its SMILES. {note}").strip()
+    report.add_html(title, f'<figure>{_grid_html(top[:n_grid], vals[:n_grid], grid, size)}'
+                           f'<figcaption>{html.escape(caption)}</figcaption></figure>')
+    if props:
+        ref_mols, n_ref_invalid = ([], 0) if reference is None else _reference_mols(fn, reference, max_reference)
+        fig = _distribution_figure(props, {p: top_props[p][:n_distribution] for p in props}, ref_mols)
+        against = (f' against {len(ref_mols)} reference molecules (the rare reference values beyond their 1st-99th '
+                   'percentiles are counted in the edge bins)') if ref_mols else ''
+        skipped = f' ({n_ref_invalid} invalid reference SMILES skipped)' if n_ref_invalid else ''
+        slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', title).strip('_').lower() or 'molecules'
+        report.add_figure(f'{title}: property distributions', fig, name=f'{slug}_properties',
+                          caption=f"The {min(n_distribution, len(top))} best molecules by score{against}{skipped}.")
+    rows = [{'rank': i + 1, 'smiles': s, 'score': v, **{_PROPERTY_LABELS.get(p, p): float(grid[p][i]) for p in props}}
+            for i, (s, v) in enumerate(zip(top[:n_grid], vals[:n_grid].tolist()))]
+    return report.add_table(f'{title}: scores and properties', rows,
+                            columns=['rank', 'smiles', 'score', *[_PROPERTY_LABELS.get(p, p) for p in props]])

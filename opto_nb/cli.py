@@ -16,7 +16,8 @@ from .trainers import CheckpointError as TrainerCheckpointError
 from .report import write_report
 from .dashboard import TrainerDashboard
 from .examples import PROGRAM_EXAMPLES, fahrenheit_guide, fahrenheit_search, fahrenheit_splits
-from .design import DesignConfig, INSTALL_HINT, design_objective, format_summary, run_design
+from .design import (DesignConfig, INSTALL_HINT, LEARNERS, design_objective, design_prior, format_summary,
+                            run_design)
 
 # %% auto #0
 __all__ = ['run_program', 'build_parser', 'main']
@@ -84,9 +85,15 @@ _HELP = {
                  "median1 or osimertinib_mpo), an importable batched function package.module:function "
                  "(SMILES list -> scores), or a scoring file, .json or .toml",
     'target': "target molecule of rediscovery and multi: a SMILES or a known name (celecoxib, troglitazone, ...)",
+    'prior': "where the model starts: moses, the prior shipped with opto_nb (an LSTM trained on the MOSES molecules; "
+             "the run is RL only), nci (a new LSTM pretrained on RDKit's NCI set first, with the --pretrain-*, "
+             "--n-train, --max-tokens and model-size flags), or PATH, a model file written by opto_nb (or a run "
+             "folder)",
+    'learner': "reinvent: REINVENT's augmented likelihood towards the prior, with replay of the best molecules "
+               "(--replay) and randomized SMILES (--augment); ppo (clipped, optional KL) or pg (REINFORCE)",
     'minutes': "wall-clock budget of the whole run; training gets it minus a reserve (8%%, at most 45 s) for setup and "
-               "the final evaluation, split between the stages by --pretrain-share (default: 10; no time limit when "
-               "--pretrain-steps and --rl-steps or --oracle-budget are given)",
+               "the final evaluation, with --prior nci split between the stages by --pretrain-share (default: 10; no "
+               "time limit when --rl-steps or --oracle-budget are given, with --prior nci also --pretrain-steps)",
     'oracle_budget': "end the run after exactly N oracle calls (distinct valid molecules scored; default: no limit)",
     'sanity': "1: reject molecules a chemist would reject (other elements, radicals, charges, salts, size) before the "
               "objective sees them, counted by reason and scored as invalid; 0: score every valid molecule",
@@ -99,11 +106,16 @@ _HELP = {
     'max_tokens': "leave out training molecules longer than this many tokens",
     'emb_dim': "LSTM token embedding size", 'hidden_dim': "LSTM hidden size", 'n_layers': "LSTM layers",
     'pretrain_bs': "pretrain batch size", 'pretrain_lr': "pretrain learning rate (Adam)",
-    'bs': "RL batch size (model samples + replayed molecules)", 'rl_lr': "RL learning rate (Adam)",
-    'temperature': "sampling temperature of the model", 'loss': "RL loss: ppo (clipped, optional KL) or pg (REINFORCE)",
+    'bs': "RL batch size: model samples (reinvent; replayed ones come on top) or samples + replayed (ppo, pg)",
+    'rl_lr': "RL learning rate (Adam)", 'temperature': "sampling temperature of the model",
+    'sigma': "reinvent: nats of log-likelihood per unit of score over the prior (scores in [0, 1]; REINVENT 4's "
+             "default)",
+    'replay': "reinvent: best molecules seen so far replayed in each step, with their scores (no new oracle calls)",
+    'augment': "reinvent: randomized SMILES of each sampled and replayed molecule also trained on, with the same "
+               "score (0: none)",
     'clip_eps': "PPO clip range", 'kl_coef': "PPO KL penalty towards the pretrained model",
     'entropy_coef': "entropy bonus (pg only)", 'normalize_advantage': "normalise advantages per batch (1/0)",
-    'buffer_share': "share of each RL batch replayed from the buffer of the best molecules",
+    'buffer_share': "ppo, pg: share of each RL batch replayed from the buffer of the best molecules",
     'buffer_size': "capacity of the replay buffer (lowest-scored molecules are evicted)",
     'buffer_temperature': "softmax temperature over buffer scores (lower: replay the very best more often)",
     'novelty': "reward bonus for a molecule the run has never sampled before",
@@ -129,7 +141,7 @@ def _number(kind: type, lo: Optional[float] = None, above: Optional[float] = Non
     conv.__name__ = kind.__name__
     return conv
 
-_NONNEG_INT = ('pretrain_steps', 'rl_steps', 'seed', 'scaffold_bucket')
+_NONNEG_INT = ('pretrain_steps', 'rl_steps', 'seed', 'scaffold_bucket', 'replay', 'augment')
 _NONNEG_FLOAT = ('pretrain_share', 'kl_coef', 'entropy_coef', 'buffer_share', 'novelty')
 
 def _design_flag(d: argparse.ArgumentParser, f: dataclasses.Field, default) -> None:
@@ -139,7 +151,8 @@ def _design_flag(d: argparse.ArgumentParser, f: dataclasses.Field, default) -> N
     if default is not None and name != 'minutes': text += f" (default: {shown})"
     if isinstance(default, bool):
         d.add_argument(flag, type=int, choices=(0, 1), default=shown, help=text)
-    elif name == 'loss': d.add_argument(flag, choices=('ppo', 'pg'), default=default, help=text)
+    elif name == 'learner': d.add_argument(flag, choices=LEARNERS, default=default, help=text)
+    elif name == 'prior': d.add_argument(flag, default=default, metavar='{moses,nci,PATH}', help=text)
     elif name == 'objective': d.add_argument(flag, default=default, metavar='NAME|MODULE:FUNCTION|FILE', help=text)
     elif name == 'target': d.add_argument(flag, default=default, metavar='SMILES', help=text)
     else:
@@ -158,10 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 "`opto_nb program` tunes a small program's parameters by evolutionary search.")
     p.add_argument('--version', action='version', version=f'opto_nb {__version__}')
     sub = p.add_subparsers(dest='command', metavar='{design,program}')
-    d = sub.add_parser('design', help=f"de novo molecule design on the embedded NCI dataset (needs {INSTALL_HINT})",
-                       description="Pretrain an LSTM SMILES model on RDKit's NCI set, then optimise it by RL "
-                       "(ModelSampler, WeightedBuffer replay of the best molecules, novelty bonus, scaffold diversity "
-                       "filter, PPO or policy gradient); every molecule is scored by one Oracle. Writes a run folder: "
+    d = sub.add_parser('design', help=f"de novo molecule design from a shipped LSTM prior (needs {INSTALL_HINT})",
+                       description="Optimise an LSTM SMILES model by RL for an objective: by default the prior shipped "
+                       "with opto_nb and REINVENT's learner (augmented likelihood, replay of the best molecules, "
+                       "randomized SMILES), with a novelty bonus and a scaffold diversity filter; --prior nci "
+                       "pretrains a model on RDKit's NCI set first, --learner ppo|pg trains with PPO or policy "
+                       "gradient. Every molecule is scored by one Oracle. Writes a run folder: "
                        "config.json, checkpoints/, metrics.csv/.jsonl, samples.csv, top_molecules.csv, "
                        "report/report.html + PNG panels, model.pt, summary.json.")
     dflt = DesignConfig()
@@ -221,11 +236,13 @@ def _design(args, sub: argparse.ArgumentParser) -> int:
     if not args.resume:
         kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(DesignConfig)}
         for name in ('normalize_advantage', 'sanity'): kw[name] = bool(kw[name])
-        if kw['minutes'] is None and (kw['pretrain_steps'] is None or
-                                      (kw['rl_steps'] is None and kw['oracle_budget'] is None)):
-            kw['minutes'] = DesignConfig.minutes
+        steps = kw['rl_steps'] is not None or kw['oracle_budget'] is not None
+        if kw['prior'] == 'nci': steps = steps and kw['pretrain_steps'] is not None
+        if kw['minutes'] is None and not steps: kw['minutes'] = DesignConfig.minutes
         cfg = DesignConfig(**kw)
-        try: design_objective(cfg.check().objective, cfg.target)
+        try:
+            design_objective(cfg.check().objective, cfg.target)
+            design_prior(cfg)
         except ValueError as e: sub.error(str(e).removeprefix('design: '))
     s = run_design(cfg, args.out, resume=args.resume, quiet=args.quiet, max_batches=args.max_batches)
     if s.get('already_finished'):

@@ -5,6 +5,7 @@
 # %% ../nbs/42_design.ipynb #c3b62bef
 from __future__ import annotations
 import csv, dataclasses, json, math, os, re, time
+from importlib import resources
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -19,19 +20,21 @@ from .learner import Callback, Learner
 from .pipeline import PipelineStage, TrainingPipeline, TimeBudget
 from .drivers import PipelineCallback
 from .models import RegexVocab, LSTMLM, Agent
-from .losses import SupervisedLoss, PolicyGradient, PPO
+from .losses import SupervisedLoss, PolicyGradient, PPO, AugmentedLikelihoodLoss
 from .samplers import ModelSampler
 from .buffers import WeightedBuffer
 from .rewards import Reward, NoveltyReward
 from .report import Report, write_report, reward_stats
 from .dashboard import Dashboard, DashboardCallback
-from .objectives import Objective, OBJECTIVES, Oracle, as_objective, get_objective, load_scoring_file, auc_top_k
+from .objectives import (Objective, OBJECTIVES, Oracle, as_objective, get_objective, load_scoring_file,
+                                 auc_top_k, top_k_curve)
 
 # %% auto #0
-__all__ = ['INSTALL_HINT', 'MODEL_FORMAT', 'require_chem', 'DesignConfig', 'design_objective', 'design_dataset', 'OracleScorer',
-           'DesignBudget', 'ReplayBest', 'ScaffoldFilter', 'DesignMetrics', 'PretrainValidity', 'ProgressBar',
-           'DesignRun', 'log_to_dashboard', 'save_model', 'load_model', 'design_summary', 'format_summary',
-           'write_outputs', 'read_config', 'run_design']
+__all__ = ['INSTALL_HINT', 'PRIOR_FILES', 'LEARNERS', 'PRIORS', 'MODEL_FORMAT', 'N_REFERENCE', 'require_chem', 'DesignConfig',
+           'prior_path', 'design_objective', 'design_dataset', 'save_model', 'load_model', 'design_prior',
+           'OracleScorer', 'DesignBudget', 'ReplayBest', 'ScaffoldFilter', 'DesignMetrics', 'SmilesAugmentation',
+           'PretrainValidity', 'ProgressBar', 'DesignRun', 'log_to_dashboard', 'design_summary', 'format_summary',
+           'reference_molecules', 'write_outputs', 'read_config', 'run_design']
 
 # %% ../nbs/42_design.ipynb #4f933a04
 INSTALL_HINT = 'pip install "opto_nb[chem]"'   # the command that installs opto_nb with RDKit
@@ -54,6 +57,8 @@ class DesignConfig:
     "Every setting of a design run; the CLI flags map one to one, and the run folder keeps it as `config.json`."
     objective: str = 'qed'               # a name of `OBJECTIVES`, 'package.module:function', or a .json/.toml file
     target: Optional[str] = None         # target molecule of the objectives that take one
+    prior: str = 'moses'                 # 'moses' (shipped prior), 'nci' (pretrain from scratch) or a model file
+    learner: str = 'reinvent'            # 'reinvent' (augmented likelihood + replay), 'ppo' or 'pg'
     minutes: Optional[float] = 10.0      # wall-clock budget of the whole run (None: step or call budgets only)
     oracle_budget: Optional[int] = None  # end the run after this many oracle calls
     sanity: bool = True                  # reject molecules a chemist would reject before the objective sees them
@@ -71,7 +76,9 @@ class DesignConfig:
     bs: int = 64
     rl_lr: float = 5e-4
     temperature: float = 1.0
-    loss: str = 'ppo'
+    sigma: float = 128.0                 # reinvent: nats of log-likelihood per unit of score
+    replay: int = 24                     # reinvent: best molecules replayed per step
+    augment: int = 1                     # reinvent: randomized SMILES per molecule trained on (0: none)
     clip_eps: float = 0.2
     kl_coef: float = 0.0
     entropy_coef: float = 0.0
@@ -87,9 +94,32 @@ class DesignConfig:
     n_eval: int = 512
     top_k: int = 100
 
+# %% ../nbs/42_design.ipynb #7b81e527
+PRIOR_FILES = {'moses': 'prior_moses.pt'}   # the priors shipped in opto_nb/data, by `prior` name
+
+def prior_path(prior: str = 'moses') -> Optional[Path]:
+    "The model file a `prior` setting starts from (a shipped prior by name, or a file or run folder); None for 'nci'."
+    if prior == 'nci': return None
+    if prior in PRIOR_FILES:
+        path = Path(str(resources.files('opto_nb') / 'data' / PRIOR_FILES[prior]))
+        if not path.is_file():
+            raise ValueError(f"design: `--prior {prior}`: the shipped prior {path} is missing from this installation; "
+                             "reinstall opto_nb, write it with tools/train_prior.py, or pass --prior nci to train a "
+                             "model from scratch on the NCI set")
+        return path
+    path = Path(prior).expanduser()
+    if path.is_dir(): path = path / 'model.pt'
+    if not path.is_file():
+        raise ValueError(f"design: `--prior`: no model file at {path}; pass {' or '.join(PRIORS)}, a file written by "
+                         "save_model or a run folder")
+    return path
+
 # %% ../nbs/42_design.ipynb #14879386
 _INTS = {'max_tokens': 1, 'emb_dim': 1, 'hidden_dim': 1, 'n_layers': 1, 'pretrain_bs': 1, 'bs': 1, 'buffer_size': 1,
-         'checkpoint_every': 1, 'threads': 1, 'n_eval': 1, 'top_k': 1, 'seed': 0, 'scaffold_bucket': 0}
+         'checkpoint_every': 1, 'threads': 1, 'n_eval': 1, 'top_k': 1, 'seed': 0, 'scaffold_bucket': 0, 'replay': 0,
+         'augment': 0}
+LEARNERS = ('reinvent', 'ppo', 'pg')   # the `learner` settings
+PRIORS = ('moses', 'nci')             # the named `prior` settings (any other value is a model file)
 _OPTIONAL_INTS = {'pretrain_steps': 0, 'rl_steps': 0, 'n_train': 1, 'oracle_budget': 1}
 
 def _objective_kind(spec: str) -> str:
@@ -114,6 +144,11 @@ def _check_objective(self: DesignConfig) -> None:
         bad('target', f"is used only by the objectives that take a target ({', '.join(with_target)}), "
                       f"not by {self.objective!r}")
 
+def _check_prior(self: DesignConfig) -> None:
+    if not isinstance(self.prior, str) or not self.prior.strip():
+        raise ValueError(f"design: `--prior` must be {' or '.join(PRIORS)} or a model file, got {self.prior!r}")
+    prior_path(self.prior)                    # a missing file is an error now, before anything is written
+
 @patch
 def check(self: DesignConfig) -> DesignConfig:
     "Raise `ValueError` naming the flag of the first setting out of range (every number must be finite)."
@@ -128,20 +163,25 @@ def check(self: DesignConfig) -> DesignConfig:
         if (above is not None and not v > above) or (below is not None and not v < below):
             bad(name, f"must be {says or f'> {above:g}'}, got {v!r}")
     _check_objective(self)
+    _check_prior(self)
     for name in ('sanity', 'normalize_advantage'):
         if not isinstance(getattr(self, name), bool): bad(name, f"must be True or False, got {getattr(self, name)!r}")
     for name, lo in _INTS.items(): check_int(O, _flag(name), getattr(self, name), lo)
     for name, lo in _OPTIONAL_INTS.items(): check_int(O, _flag(name), getattr(self, name), lo, none_ok=True)
     if self.minutes is not None: number('minutes', above=0, says='> 0')
-    elif self.pretrain_steps is None or (self.rl_steps is None and self.oracle_budget is None):
+    elif self.prior == 'nci' and (self.pretrain_steps is None
+                                  or (self.rl_steps is None and self.oracle_budget is None)):
         bad('minutes', "is needed unless --pretrain-steps and --rl-steps (or --oracle-budget) are given")
+    elif self.rl_steps is None and self.oracle_budget is None:
+        bad('minutes', "is needed unless --rl-steps or --oracle-budget is given")
     for name in ('pretrain_share', 'buffer_share'): number(name, 0, 1, below=1, says='in [0, 1)')
-    for name in ('pretrain_lr', 'rl_lr', 'temperature', 'buffer_temperature'): number(name, above=0, says='> 0')
+    for name in ('pretrain_lr', 'rl_lr', 'temperature', 'buffer_temperature', 'sigma'):
+        number(name, above=0, says='> 0')
     number('clip_eps', 0, 1, above=0, below=1, says='in (0, 1)')
     for name in ('kl_coef', 'entropy_coef', 'novelty'): number(name, lo=0)
     if self.scaffold_min_score is not None: number('scaffold_min_score')
-    if self.loss not in ('ppo', 'pg'): bad('loss', f"must be 'ppo' or 'pg', got {self.loss!r}")
-    if int(self.bs * (1 - self.buffer_share)) < 1:
+    if self.learner not in LEARNERS: bad('learner', f"must be one of {', '.join(LEARNERS)}, got {self.learner!r}")
+    if self.learner != 'reinvent' and int(self.bs * (1 - self.buffer_share)) < 1:
         bad('bs', f"leaves no model samples with --buffer-share {self.buffer_share}")
     return self
 
@@ -182,13 +222,52 @@ def design_dataset(cfg: DesignConfig):
     return keep, RegexVocab.from_strings(keep), stats
 
 def _budgets(cfg: DesignConfig) -> Dict[str, float]:
-    "Seconds of training per stage: `minutes` minus a reserve for setup and evaluation, split by `pretrain_share`."
-    if cfg.minutes is None: return {'total': math.inf, 'reserve': 0.0, 'pretrain': math.inf, 'rl': math.inf}
+    ("Seconds of training per stage: `minutes` minus a reserve for setup and evaluation, split by `pretrain_share` "
+     "(from a prior: all of it to rl).")
+    share = cfg.pretrain_share if cfg.prior == 'nci' else 0.0
+    if cfg.minutes is None: return {'total': math.inf, 'reserve': 0.0, 'pretrain': math.inf if share else 0.0,
+                                    'rl': math.inf}
     total = cfg.minutes * 60
     reserve = min(45.0, 0.08 * total)       # loading, the final sample of the model, the report
     train = total - reserve
-    return {'total': total, 'reserve': reserve, 'pretrain': cfg.pretrain_share * train,
-            'rl': (1 - cfg.pretrain_share) * train}
+    return {'total': total, 'reserve': reserve, 'pretrain': share * train, 'rl': (1 - share) * train}
+
+# %% ../nbs/42_design.ipynb #dfbf9886
+MODEL_FORMAT = 'opto_nb.design.model/1'   # the `format` of a model file written by `save_model`
+
+def save_model(agent: Agent, path, cfg: Optional[DesignConfig] = None) -> Path:
+    "Write the agent's model weights, vocabulary and architecture (and the run's config) to `path`, atomically."
+    m = agent.model
+    return atomic_save({'format': MODEL_FORMAT, 'state_dict': m.state_dict(), 'vocab': list(agent.vocab.itos),
+                        'arch': {'emb_dim': m.emb.embedding_dim, 'hidden_dim': m.lstm.hidden_size,
+                                 'n_layers': m.lstm.num_layers},
+                        'config': asdict(cfg) if cfg is not None else None}, path)
+
+def load_model(path) -> Agent:
+    "Load a model written by `save_model` (a run folder or its `model.pt`) as an `Agent` (`agent.sample_strings(n)`)."
+    path = Path(path)
+    if path.is_dir(): path = path / 'model.pt'
+    if not path.is_file():
+        raise FileNotFoundError(f"load_model: no model file at {path}; pass a run folder or its model.pt")
+    d = torch.load(path, map_location='cpu', weights_only=False)
+    if not isinstance(d, dict) or d.get('format') != MODEL_FORMAT:
+        raise ValueError(f"load_model: {path} was not written by opto_nb's save_model")
+    vocab = RegexVocab(d['vocab'][4:])            # the first four are the special tokens every Vocab adds itself
+    model = LSTMLM(len(vocab), **d['arch'])
+    model.load_state_dict(d['state_dict'])
+    model.eval()
+    return Agent(model, vocab)
+
+def design_prior(cfg: DesignConfig) -> Optional[Agent]:
+    "The agent a run starts from: the `prior` model (weights and vocabulary); None for `prior='nci'` (from scratch)."
+    path = prior_path(cfg.prior)
+    if path is None: return None
+    try: agent = load_model(path)
+    except Exception as e:    # torch.load of a foreign or damaged file raises many kinds: name the file and the way out
+        raise ValueError(f"design: `--prior` {path} is not a model file opto_nb can load ({e}); pass "
+                         f"{' or '.join(PRIORS)} or a file written by save_model") from None
+    agent.model.train()
+    return agent
 
 # %% ../nbs/42_design.ipynb #19e4b0b0
 class OracleScorer(Callback):
@@ -324,6 +403,41 @@ class DesignMetrics(Callback):
         top = sorted(self.best.values(), reverse=True)[:self.k]
         if top: st.metrics[f'top{self.k}_mean'], st.metrics['best'] = float(np.mean(top)), top[0]
 
+# %% ../nbs/42_design.ipynb #006b3859
+class SmilesAugmentation(Callback):
+    "Once rewards are final: add `n` randomized SMILES of each model or replayed molecule, with the same rewards."
+    order = 50                                # after every reward modification (scaffold filter, novelty)
+    _state_attrs = ('rng',)                   # which spellings are drawn: a resumed run draws the same
+    def __init__(self, vocab, n: int = 1, max_len: int = 100, sources: Sequence[str] = ('model', 'buffer'),
+                 seed: Optional[int] = 0, source: str = 'augmented'):
+        self.n = check_int('SmilesAugmentation', 'n', n, lo=1)
+        self.max_len = check_int('SmilesAugmentation', 'max_len', max_len, lo=2)
+        self.vocab, self.sources, self.source = vocab, tuple(sources), source
+        self.rng = np.random.default_rng(seed)
+
+    def spellable(self, smiles: str) -> bool:
+        "Whether the vocabulary has every token of `smiles`, within `max_len` tokens (with the end token)."
+        tokens = self.vocab.tokenize(smiles)
+        return len(tokens) < self.max_len and all(t in self.vocab for t in tokens)
+
+    def after_reward_modification(self) -> None:
+        st = self.learner.batch_state
+        rows = [i for i, src in enumerate(st.sources) if src in self.sources]
+        if not rows: return
+        spellings = chem.randomize_smiles([st.samples[i] for i in rows], self.rng, n=self.n)
+        new, of = [], []
+        for i, got in zip(rows, spellings):
+            for x in (got if self.n > 1 else [got]):
+                if x is not None and x != st.samples[i] and self.spellable(x):
+                    new.append(x)
+                    of.append(i)
+        st.metrics['augmented'] = len(new)
+        if not new: return
+        idx = torch.tensor(of)
+        rewards, final = st.rewards, st.rewards_final
+        st.add(new, self.source)
+        st.rewards, st.rewards_final = torch.cat([rewards, rewards[idx]]), torch.cat([final, final[idx]])
+
 # %% ../nbs/42_design.ipynb #07f547cd
 class PretrainValidity(Callback):
     "During the supervised stage, every `every` steps: validity of `n` fresh samples (metric `sample_validity`)."
@@ -382,12 +496,17 @@ class DesignRun:
         require_chem()
         torch.set_num_threads(cfg.threads)
         set_seed(cfg.seed)
-        self.train, self.vocab, self.data_stats = design_dataset(cfg)
+        start = design_prior(cfg)
+        if start is None:                     # from scratch: the NCI set, its vocabulary and a new model
+            self.train, self.vocab, self.data_stats = design_dataset(cfg)
+            self.model = LSTMLM(len(self.vocab), emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
+                                n_layers=cfg.n_layers)
+        else: self.train, self.vocab, self.data_stats, self.model = None, start.vocab, {}, start.model
         self.objective = design_objective(objective if objective is not None else cfg.objective, cfg.target)
         self.oracle = Oracle(self.objective, budget=cfg.oracle_budget, sanity=True if cfg.sanity else None)
         self.scorer = OracleScorer(self.oracle)
-        self.model = LSTMLM(len(self.vocab), emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim, n_layers=cfg.n_layers)
-        self.agent = Agent(self.model, self.vocab, lr=cfg.pretrain_lr, clip=1.0, max_len=100)
+        self.agent = Agent(self.model, self.vocab, lr=cfg.pretrain_lr if start is None else cfg.rl_lr, clip=1.0,
+                           max_len=100)
         self.budgets = b = _budgets(cfg)
         self.pipeline = self._pipeline()
         self.sampler = ModelSampler(self.agent, name='model', p_batch=0.0, temperature=cfg.temperature, track=False)
@@ -404,34 +523,62 @@ class DesignRun:
         if cfg.scaffold_bucket > 0:
             ms = cfg.scaffold_min_score if cfg.scaffold_min_score is not None else self.objective.scaffold_min_score
             cbs.append(ScaffoldFilter(self.scorer, bucket=cfg.scaffold_bucket, min_score=ms))
+        if cfg.learner == 'reinvent' and cfg.augment > 0:
+            cbs.append(SmilesAugmentation(self.vocab, n=cfg.augment, max_len=self.agent.max_len, seed=cfg.seed))
         if cfg.minutes is not None: total, unit = (b['pretrain'] if b['pretrain'] > 0 else 0) + b['rl'], 's'
-        else: total, unit = (None if cfg.rl_steps is None else cfg.pretrain_steps + cfg.rl_steps), 'steps'
+        else: total, unit = (None if cfg.rl_steps is None else (cfg.pretrain_steps or 0) * self.pretrains
+                             + cfg.rl_steps), 'steps'
         self.progress = ProgressBar(self.pipeline, total, unit, disable=quiet)
         cbs.append(self.progress)
         self.dashboard_cb = None
         if dashboard is not None and dashboard is not False:
             d = dashboard if isinstance(dashboard, Dashboard) else Dashboard(
                 mode='static', out_dir=self.out / 'report', title=f"opto_nb design: {self.objective.name}",
-                report_interval=60., config=asdict(cfg))
+                report_interval=60., config=asdict(cfg), sample_renderer=chem.molecule_svgs)
             self.dashboard_cb = DashboardCallback(d)
             cbs.append(self.dashboard_cb)
         self.learner = Learner(cbs, buffer=self.buffer, seed=cfg.seed)
 
+    @property
+    def pretrains(self) -> bool:
+        "Whether the run has a pretrain stage (`prior='nci'`: a model trained from scratch)."
+        return self.cfg.prior == 'nci'
+
+    @property
+    def batch_size(self) -> int:
+        "Rows the learner asks for per batch: reinvent's `bs` samples plus `replay` replayed rows; otherwise `bs`."
+        return self.cfg.bs + self.cfg.replay if self.cfg.learner == 'reinvent' else self.cfg.bs
+
+    def _shares(self) -> Dict[str, float]:
+        "The rl stage's batch composition: the model's and the buffer's shares of `batch_size`."
+        cfg = self.cfg
+        if cfg.learner != 'reinvent': return {'model.p_batch': 1 - cfg.buffer_share, 'buffer.p_total': cfg.buffer_share}
+        # a hair above n / total, so that int(total * share) is n exactly despite rounding (the sum stays <= 1 + 1e-9)
+        share = lambda n: n / self.batch_size + 1e-12 if n else 0.0
+        return {'model.p_batch': share(cfg.bs), 'buffer.p_total': share(cfg.replay)}
+
+    def _rl_loss(self) -> Callback:
+        cfg = self.cfg
+        if cfg.learner == 'reinvent': return AugmentedLikelihoodLoss(sigma=cfg.sigma, agent=self.agent)
+        if cfg.learner == 'ppo':
+            return PPO(clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, normalize_advantage=cfg.normalize_advantage)
+        return PolicyGradient(normalize_advantage=cfg.normalize_advantage, entropy_coef=cfg.entropy_coef)
+
     def _pipeline(self) -> TrainingPipeline:
         cfg, b, big = self.cfg, self.budgets, 10 ** 9
-        rl_loss = (PPO(clip_eps=cfg.clip_eps, kl_coef=cfg.kl_coef, normalize_advantage=cfg.normalize_advantage)
-                   if cfg.loss == 'ppo' else
-                   PolicyGradient(normalize_advantage=cfg.normalize_advantage, entropy_coef=cfg.entropy_coef))
-        named = {'supervised': SupervisedLoss(dataset=self.train, bs=cfg.pretrain_bs, seed=cfg.seed), 'rl': rl_loss}
-        pretrain_steps = cfg.pretrain_steps if cfg.pretrain_steps is not None else big
-        if cfg.minutes is not None and cfg.pretrain_share == 0: pretrain_steps = 0
-        stages = [
-            PipelineStage(['supervised'], pretrain_steps, TimeBudget(b['pretrain']) if b['pretrain'] > 0 else None,
-                          name='pretrain', optimizer_builder=Builder(torch.optim.Adam, {'lr': cfg.pretrain_lr}),
-                          hparams={'model.p_batch': 0.0, 'buffer.p_total': 0.0}),
-            PipelineStage(['rl'], cfg.rl_steps if cfg.rl_steps is not None else big, DesignBudget(b['rl'], self.oracle),
-                          name='rl', optimizer_builder=Builder(torch.optim.Adam, {'lr': cfg.rl_lr}),
-                          hparams={'model.p_batch': 1 - cfg.buffer_share, 'buffer.p_total': cfg.buffer_share})]
+        named, stages = {'rl': self._rl_loss()}, []
+        if self.pretrains:
+            named['supervised'] = SupervisedLoss(dataset=self.train, bs=cfg.pretrain_bs, seed=cfg.seed)
+            pretrain_steps = cfg.pretrain_steps if cfg.pretrain_steps is not None else big
+            if cfg.minutes is not None and cfg.pretrain_share == 0: pretrain_steps = 0
+            stages.append(PipelineStage(['supervised'], pretrain_steps,
+                                        TimeBudget(b['pretrain']) if b['pretrain'] > 0 else None, name='pretrain',
+                                        optimizer_builder=Builder(torch.optim.Adam, {'lr': cfg.pretrain_lr}),
+                                        hparams={'model.p_batch': 0.0, 'buffer.p_total': 0.0}))
+        stages.append(PipelineStage(['rl'], cfg.rl_steps if cfg.rl_steps is not None else big,
+                                    DesignBudget(b['rl'], self.oracle), name='rl',
+                                    optimizer_builder=Builder(torch.optim.Adam, {'lr': cfg.rl_lr}),
+                                    hparams=self._shares()))
         return TrainingPipeline(named, stages, optimizer_builder=None, num_mini_batch=1, update_repeats=1,
                                 max_grad_norm=1.0, num_steps=100, gamma=1.0, use_gae=False, gae_lambda=1.0,
                                 advance_scene_rollout_period=None, save_interval=cfg.checkpoint_every,
@@ -444,7 +591,7 @@ class DesignRun:
     def fit(self, max_batches: Optional[int] = None, resume: bool = False) -> 'DesignRun':
         "Train until the pipeline finishes (or for `max_batches` batches); then a checkpoint holds the state"
         if resume: self.pipe_cb.resume_from = 'latest'
-        self.learner.fit(max_batches if max_batches is not None else 10 ** 9, self.cfg.bs)
+        self.learner.fit(max_batches if max_batches is not None else 10 ** 9, self.batch_size)
         h, p = self.pipeline.history, self.pipeline
         saved = h and h[-1].get('event') == 'checkpoint' and h[-1]['total_steps'] == p.total_steps
         if not saved: self.pipe_cb.save_checkpoint()
@@ -475,32 +622,7 @@ def log_to_dashboard(log, dashboard: Dashboard) -> Dashboard:
     if len(log): dashboard.log_times({e: s / len(log) for e, (n, s) in tot.items()})
     return dashboard
 
-MODEL_FORMAT = 'opto_nb.design.model/1'   # the `format` of a model file written by `save_model`
-
-def save_model(agent: Agent, path, cfg: Optional[DesignConfig] = None) -> Path:
-    "Write the agent's model weights, vocabulary and architecture (and the run's config) to `path`, atomically."
-    m = agent.model
-    return atomic_save({'format': MODEL_FORMAT, 'state_dict': m.state_dict(), 'vocab': list(agent.vocab.itos),
-                        'arch': {'emb_dim': m.emb.embedding_dim, 'hidden_dim': m.lstm.hidden_size,
-                                 'n_layers': m.lstm.num_layers},
-                        'config': asdict(cfg) if cfg is not None else None}, path)
-
-def load_model(path) -> Agent:
-    "Load a model written by `save_model` (a run folder or its `model.pt`) as an `Agent` (`agent.sample_strings(n)`)."
-    path = Path(path)
-    if path.is_dir(): path = path / 'model.pt'
-    if not path.is_file():
-        raise FileNotFoundError(f"load_model: no model file at {path}; pass a run folder or its model.pt")
-    d = torch.load(path, map_location='cpu', weights_only=False)
-    if not isinstance(d, dict) or d.get('format') != MODEL_FORMAT:
-        raise ValueError(f"load_model: {path} was not written by opto_nb's save_model")
-    vocab = RegexVocab(d['vocab'][4:])            # the first four are the special tokens every Vocab adds itself
-    model = LSTMLM(len(vocab), **d['arch'])
-    model.load_state_dict(d['state_dict'])
-    model.eval()
-    return Agent(model, vocab)
-
-# %% ../nbs/42_design.ipynb #d894f5be
+# %% ../nbs/42_design.ipynb #0d16ac80
 _TOP_KS = (1, 10, 100)
 
 def _stage_steps(p: TrainingPipeline, name: str) -> Optional[int]:
@@ -513,6 +635,7 @@ def design_summary(run: DesignRun, n_eval: Optional[int] = None) -> Dict[str, An
     rows = [i for i, s in enumerate(smp['source']) if s in ('model', 'buffer')]
     stats = oracle.stats()
     out: Dict[str, Any] = {'objective': run.objective.name, 'objective_setting': cfg.objective,
+                           'prior': cfg.prior, 'learner': cfg.learner,
                            'n_calls': stats['n_calls'], 'oracle_budget': stats['budget'],
                            'n_requested': stats['n_requested'], 'n_hits': stats['n_hits'],
                            'n_failed': stats['n_failed'], 'rejected': dict(sorted(stats['rejected'].items()))}
@@ -537,7 +660,7 @@ def design_summary(run: DesignRun, n_eval: Optional[int] = None) -> Dict[str, An
         out['batch_validity_last_quarter'] = float(np.mean(v[-max(1, len(v) // 4):]))
         out['batch_validity_all'] = float(np.mean(v))
     ends = [h for h in p.history if h['event'] == 'stage_end' and h['stage'] == 'rl']
-    out.update({'steps': p.total_steps, 'pretrain_steps': _stage_steps(p, 'pretrain'),
+    out.update({'steps': p.total_steps, 'pretrain_steps': _stage_steps(p, 'pretrain') or 0,
                 'rl_steps': _stage_steps(p, 'rl'),
                 'train_seconds': {s.name: round(s.early_stopping_criterion.spent, 1) for s in p.pipeline_stages
                                   if isinstance(s.early_stopping_criterion, TimeBudget)},
@@ -551,6 +674,7 @@ _TOP_COLUMNS = ['rank', 'smiles', 'score', 'qed', 'logp', 'sa', 'penalized_logp'
 def _summary_rows(s: Dict[str, Any]) -> List[tuple]:
     K = next((k[3:-5] for k in s if k.startswith('top') and k.endswith('_mean')), '100')
     rows = [('objective', s['objective'])]
+    if 'prior' in s: rows += [('prior, learner', f"{s['prior']}, {s['learner']}")]
     calls = s['n_calls'] if s.get('oracle_budget') is None else f"{s['n_calls']} / {s['oracle_budget']}"
     rows += [('oracle calls', calls)]
     rows += [(f'top-{k} mean {s["objective"]}', s.get(f'top{k}')) for k in _TOP_KS]
@@ -574,16 +698,60 @@ def format_summary(summary: Dict[str, Any]) -> str:
     w = max(len(r[0]) for r in rows)
     return '\n'.join(f'{a:<{w}}  {fmt(b)}' for a, b in rows)
 
+N_REFERENCE = 1000   # fresh samples of the prior the report compares the best molecules with
+
+def reference_molecules(run: DesignRun, n: int = N_REFERENCE) -> List[str]:
+    "What the report compares the best molecules with: `n` fresh valid samples of the prior, or the NCI set ('nci')."
+    if run.train is not None: return list(run.train)
+    prior = design_prior(run.cfg)
+    with torch.random.fork_rng(), torch.no_grad():    # its own seed: the run's random state is left as it is
+        torch.manual_seed(run.cfg.seed)
+        smiles = prior.sample_strings(n, run.cfg.temperature)
+    return [c for c in chem.canonicalize(smiles) if c is not None]
+
+def _curves(run: DesignRun):
+    "Two figures: the top-1/10/100 mean over oracle calls, and validity and uniqueness of the samples per batch."
+    from matplotlib.figure import Figure
+    top = Figure(figsize=(6, 3.2), layout='constrained')
+    ax = top.subplots()
+    freq = max(1, run.oracle.n_calls // 200)
+    for k in _TOP_KS:
+        calls, vals = top_k_curve(run.oracle.history, k=k, freq=freq)
+        ax.plot(calls, vals, label=f'top-{k} mean')
+    ax.set(xlabel='oracle calls', ylabel=run.objective.name)
+    ax.legend(loc='lower right')
+    quality = Figure(figsize=(6, 3.2), layout='constrained')
+    ax = quality.subplots()
+    m = run.learner.log.metrics
+    for name in ('validity', 'uniqueness'):
+        pts = [(b, v) for b, v in zip(m.get('batch', []), m.get(name, []))
+               if isinstance(v, float) and math.isfinite(v)]
+        if pts: ax.plot(*zip(*pts), label=name)
+    ax.set(xlabel='batch', ylabel='share of the model samples', ylim=(0, 1.02))
+    ax.legend(loc='lower right')
+    return top, quality
+
 def _report(run: DesignRun, summary: Dict[str, Any], top: List[str], vals: np.ndarray) -> Report:
-    "The design-specific sections of the report: the figures and the best molecules, drawn."
+    "The design sections of the report: best molecules, their curves, the summary; engineering figures in the appendix."
     status = (f"{'finished' if run.finished else 'stopped'} after {run.pipeline.total_steps} steps and "
               f"{summary['n_calls']} oracle calls")
     rep = Report(f"opto_nb design: {run.objective.name}", status=status)
-    rep.add_table('summary', dict(_summary_rows(summary)))
-    if top:
+    if top and hasattr(chem, 'add_molecule_sections'):
+        chem.add_molecule_sections(rep, top, vals.tolist(), reference=reference_molecules(run), title='best molecules')
+    elif top:
         legends = [f'{i + 1}. {v:.3f}' for i, v in enumerate(vals[:12].tolist())]
         rep.add_figure('best molecules', chem.draw_molecules_svg(top[:12], legends=legends),
                        caption=f"the best molecules the oracle scored, with their {run.objective.name} score")
+    curve, quality = _curves(run)
+    rep.add_figure('best scores over oracle calls', curve, caption=f"mean {run.objective.name} of the 1, 10 and 100 "
+                   "best molecules after each number of oracle calls (the AUC of the summary is under these curves)")
+    rep.add_figure('validity and uniqueness', quality, caption="share of each batch's model samples that are valid "
+                   "molecules, and that are distinct")
+    rep.add_table('summary', dict(_summary_rows(summary)))
+    engineering = {'oracle requests / cache hits / failed': f"{summary['n_requested']} / {summary['n_hits']} / "
+                   f"{summary['n_failed']}", 'training seconds per stage': summary['train_seconds'],
+                   'training data': run.data_stats or f"none (prior {run.cfg.prior})"}
+    rep.add_table('engineering', engineering, appendix=True)
     return rep
 
 def write_outputs(run: DesignRun, summary: Dict[str, Any]) -> Dict[str, Path]:
@@ -663,6 +831,7 @@ def run_design(cfg: Optional[DesignConfig] = None, out=None, objective: Union[No
         cfg = dataclasses.replace(cfg, objective=spec)
     cfg.check()
     objective = design_objective(python_obj if python_obj is not None else cfg.objective, cfg.target)
+    design_prior(cfg)                         # a model file that does not load is refused before anything is written
     if resume:
         done = _finished_summary(out)
         if done is not None: return {**done, 'already_finished': True}
@@ -674,9 +843,13 @@ def run_design(cfg: Optional[DesignConfig] = None, out=None, objective: Union[No
         if not cfg_path.exists(): atomic_write(cfg_path, json.dumps(asdict(cfg), indent=2), mode='w')
         if not quiet:
             b = _budgets(cfg)
-            when = (f"{cfg.minutes:g} min: pretrain {b['pretrain']:.0f} s, rl {b['rl']:.0f} s, {b['reserve']:.0f} s "
-                    "reserved for setup and evaluation" if cfg.minutes is not None else
-                    f"{cfg.pretrain_steps} pretrain + {cfg.rl_steps if cfg.rl_steps is not None else 'any'} rl steps")
+            rl = cfg.rl_steps if cfg.rl_steps is not None else 'any'
+            pre = f"pretrain {b['pretrain']:.0f} s, " if cfg.prior == 'nci' else ''
+            when = (f"{cfg.minutes:g} min: {pre}rl {b['rl']:.0f} s, {b['reserve']:.0f} s reserved for setup and "
+                    "evaluation" if cfg.minutes is not None else
+                    f"{cfg.pretrain_steps} pretrain + {rl} rl steps" if cfg.prior == 'nci' else f"{rl} rl steps")
+            start = 'a new model pretrained on the NCI set' if cfg.prior == 'nci' else f"prior {cfg.prior}"
+            when = f"{start}, learner {cfg.learner}; {when}"
             calls = f", at most {cfg.oracle_budget} oracle calls" if cfg.oracle_budget else ''
             print(f"opto_nb design: objective {objective.name}, {when}{calls}; run folder {out}"
                   + (' (resuming)' if resume else ''))

@@ -165,8 +165,8 @@ class SupervisedLoss(Callback):
         else:
             if len(st) == 0: return
             out = _model_outputs(self)
-            rows = None if self.sources is None else torch.tensor([s in self.sources for s in st.sources],
-                                                                  dtype=torch.bool)
+            picked = None if self.sources is None else [s in self.sources for s in st.sources]
+            rows = None if picked is None else torch.tensor(picked, dtype=torch.bool)
             if rows is not None and not rows.any(): return
         lp, mask = out['log_probs'], out['mask']
         kl = out.get('kl')

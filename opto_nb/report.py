@@ -376,9 +376,10 @@ def plot_histograms(ax, arrays: Mapping[str, Sequence], bins: int = 30, title: s
     return ax
 
 # %% ../nbs/32_report.ipynb #06b7e39d
-def top_events(times: Mapping[str, float], top: int = 6) -> Dict[str, float]:
-    "The `top` events by time, slowest first, and the rest summed as `'other (n events)'` (NaN and None left out)."
-    items = [(k, float(v)) for k, v in times.items() if v is not None and not math.isnan(v)]
+def top_events(times: Mapping[str, float], top: int = 8) -> Dict[str, float]:
+    "The `top` events by time, slowest first, and the rest summed as `'other (n events)'` (NaN, None and 0 left out)."
+    check_int('top_events', 'top', top, lo=1)
+    items = [(k, float(v)) for k, v in times.items() if v is not None and not math.isnan(v) and v != 0]
     items.sort(key=lambda kv: -kv[1])
     out = dict(items[:top])
     rest = items[top:]
@@ -386,7 +387,7 @@ def top_events(times: Mapping[str, float], top: int = 6) -> Dict[str, float]:
     elif rest: out[f'other ({len(rest)} events)'] = sum(v for _, v in rest)
     return out
 
-def plot_event_times(ax, times: Mapping[str, float], title: str = 'time per batch by event', top: int = 6):
+def plot_event_times(ax, times: Mapping[str, float], title: str = 'time per batch by event', top: int = 8):
     "Bars of the time per batch of each event (`times`: event -> seconds), in ms: the `top` slowest, then the rest."
     items = list(top_events(times, top).items())[::-1]          # slowest on top
     if items:

@@ -62,8 +62,8 @@ class Reward(Callback):
             raise ValueError(f"Reward: `nan_policy` must be one of {_NAN_POLICIES}, got {nan_policy!r}")
         if not isinstance(nan_value, (int, float)) or not math.isfinite(nan_value):
             raise ValueError(f"Reward: `nan_value` must be a finite number, got {nan_value!r}")
-        if cache_size is not None and (isinstance(cache_size,
-                                                  bool) or not isinstance(cache_size, int) or cache_size < 1):
+        bad_size = isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1
+        if cache_size is not None and bad_size:
             raise ValueError(f"Reward: `cache_size` must be a positive int (oldest entries evicted) or None "
                              f"(unbounded), got {cache_size!r}")
         self.fn, self.weight, self.bs, self.use_cache, self.cache_size = fn, float(weight), bs, bool(cache), cache_size

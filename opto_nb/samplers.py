@@ -152,8 +152,8 @@ class _TokenModel:
         self.model, self.vocab, self.max_len = model, vocab, _check_int(owner, 'max_len', max_len, lo=1)
         self.latent_dim = getattr(model, 'latent_dim', None)
     def sample_strings(self, n, temperature=1.0, z=None):
-        return self.vocab.decode_batch(self.model.sample_no_grad(n, max_len=self.max_len, temperature=temperature,
-                                                                 z=z)[0])
+        tokens, _ = self.model.sample_no_grad(n, max_len=self.max_len, temperature=temperature, z=z)
+        return self.vocab.decode_batch(tokens)
 
 class ModelSampler(Sampler):
     ("Draw samples from a generative model: an object with `sample_strings(n, temperature, z)` (e.g. an `Agent`), or a "
@@ -267,8 +267,8 @@ class PriorSampler(ModelSampler, _LatentTrainer):
         super().__init__(model, name, buffer_size, p_batch, track, temperature, genbatch, vocab, max_len)
         model = self.model
         if prior is None:
-            d = latent_dim or getattr(model, 'latent_dim',
-                                      None) or getattr(getattr(model, 'model', None), 'latent_dim', None)
+            d = (latent_dim or getattr(model, 'latent_dim', None)
+                 or getattr(getattr(model, 'model', None), 'latent_dim', None))
             if d is None: raise ValueError("PriorSampler: cannot tell the latent size; pass `prior` or `latent_dim`")
             prior = NormalPrior(int(d))
         if not isinstance(prior, NormalPrior): raise TypeError(f"PriorSampler: `prior` must be a NormalPrior, got "
@@ -295,8 +295,8 @@ class LatentSampler(ModelSampler, _LatentTrainer):
                  track: bool = True, temperature: float = 1.0, genbatch: int = 512, train: bool = False,
                  noise: float = 0.0, lr: float = 1e-2, vocab=None, max_len: int = 100):
         super().__init__(model, name, buffer_size, p_batch, track, temperature, genbatch, vocab, max_len)
-        if not isinstance(latents,
-                          Tensor) or latents.ndim != 2 or len(latents) == 0 or not latents.dtype.is_floating_point:
+        if (not isinstance(latents, Tensor) or latents.ndim != 2 or len(latents) == 0
+                or not latents.dtype.is_floating_point):
             raise ValueError(f"LatentSampler: `latents` must be a non-empty float Tensor[k, d], got "
                              f"{getattr(latents, 'shape', type(latents).__name__)}")
         if not isinstance(noise, (int, float)) or noise < 0: raise ValueError(f"LatentSampler: `noise` must be >= 0, "

@@ -1,6 +1,7 @@
-"""The `opto_nb` console script end to end: design runs in real subprocesses (outputs, oracle budget, exact resume after
-a stop with a damaged newest checkpoint, a finished run left intact, one writer per folder), program, help, version,
-and errors that name the option and leave nothing written."""
+"""The `opto_nb` console script end to end: the shipped prior, design runs in real subprocesses (from the prior with a
+custom objective, from scratch with `--prior nci`, oracle budget, exact resume of the reinvent learner after a stop
+with a damaged newest checkpoint, a finished run left intact, one writer per folder), program, help, version, and
+errors that name the option and leave nothing written."""
 import errno, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 
@@ -11,10 +12,11 @@ pytest.importorskip('rdkit')
 # the installed console script; without it (package not installed with its scripts) the same entry point via python
 _EXE = shutil.which('opto_nb')
 CMD = [_EXE] if _EXE else [sys.executable, '-c', 'import sys; from opto_nb.cli import main; sys.exit(main())']
-# a small model and dataset that learns valid molecules in 40 pretrain steps (a few seconds); step budgets make it
-# reproducible
-SMALL = ['--n-train', '1500', '--max-tokens', '20', '--emb-dim', '16', '--hidden-dim', '64', '--n-layers', '1',
-         '--pretrain-bs', '32', '--pretrain-lr', '5e-3', '--bs', '32', '--n-eval', '32', '--top-k', '10', '--quiet']
+# small batches and evaluation; step budgets make a run reproducible
+SMALL = ['--bs', '32', '--n-eval', '32', '--top-k', '10', '--quiet']
+# from scratch: a small model and dataset that learns valid molecules in 40 pretrain steps (a few seconds)
+NCI = ['--prior', 'nci', '--n-train', '1500', '--max-tokens', '20', '--emb-dim', '16', '--hidden-dim', '64',
+       '--n-layers', '1', '--pretrain-bs', '32', '--pretrain-lr', '5e-3', *SMALL]
 ENV = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 
 
@@ -36,9 +38,51 @@ def files_and_times(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob('*') if p.is_file()}
 
 
-def test_design_end_to_end(tmp_path):
+def test_shipped_prior():
+    """The shipped prior loads as a model file and samples valid molecules: at least 0.5 of 200 fresh samples, and no
+    less than the validity its file records (over 10,000 samples when it was written) minus sampling noise."""
+    import torch
+    from opto_nb import chem
+    from opto_nb.design import MODEL_FORMAT, load_model, prior_path
+    path = prior_path('moses')
+    d = torch.load(path, map_location='cpu', weights_only=False)
+    assert d['format'] == MODEL_FORMAT and d['vocab'][:4] == ['<pad>', '<bos>', '<eos>', '<unk>']
+    agent = load_model(path)
+    torch.manual_seed(0)
+    with torch.no_grad(): smiles = agent.sample_strings(200)
+    validity = chem.validity(smiles)
+    assert validity >= 0.5, validity
+    recorded = (d.get('figures') or {}).get('validity')
+    if recorded is not None: assert validity >= recorded - 0.1, (validity, recorded)   # 0.1: > 3 sd at n = 200
+
+
+def test_design_from_prior_custom_objective(tmp_path):
+    "The default run (shipped prior, reinvent) with a `module:function` objective, end to end: RL only, all outputs."
+    (tmp_path / 'my_objective.py').write_text(
+        "def carbons(smiles):\n    return [min(1.0, s.count('C') / 20) for s in smiles]\n")
     out = tmp_path / 'run'
-    r = opto_nb('design', '--pretrain-steps', 40, '--rl-steps', 6, '--out', out, *SMALL)
+    env = {'PYTHONPATH': os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get('PYTHONPATH')])])}
+    r = opto_nb('design', '--objective', 'my_objective:carbons', '--rl-steps', 4, '--bs', 16, '--replay', 8,
+                '--n-eval', 32, '--top-k', 10, '--quiet', '--out', out, env=env)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / 'summary.json').read_text())
+    assert s['finished'] and (s['prior'], s['learner'], s['pretrain_steps'], s['rl_steps']) == ('moses', 'reinvent',
+                                                                                              0, 4)
+    assert s['objective'] == 'carbons' and s['n_calls'] > 10 and s['validity'] > 0.3 and s['top1'] > 0
+    cfg = json.loads((out / 'config.json').read_text())
+    assert (cfg['objective'], cfg['prior'], cfg['sigma'], cfg['replay'], cfg['augment']) == (
+        'my_objective:carbons', 'moses', 128.0, 8, 1)
+    rows = (out / 'metrics.csv').read_text().splitlines()
+    header = rows[0].split(',')
+    assert len(rows) == 1 + 4 and {'aug_loss', 'augmented', 'oracle_calls'} <= set(header)
+    html = (out / 'report' / 'report.html').read_text()
+    assert 'best molecules' in html and 'best scores over oracle calls' in html and '<svg' in html
+
+
+def test_design_end_to_end(tmp_path):
+    "`--prior nci`: a model trained from scratch (pretrain stage, then rl), every output, a finished run left intact."
+    out = tmp_path / 'run'
+    r = opto_nb('design', '--pretrain-steps', 40, '--rl-steps', 6, '--out', out, *NCI)
     assert r.returncode == 0, r.stderr
     assert 'top-10 mean qed' in r.stdout and 'oracle calls' in r.stdout and 'AUC top-100' in r.stdout
     names = {p.name for p in out.iterdir()}
@@ -59,7 +103,7 @@ def test_design_end_to_end(tmp_path):
     assert json.loads((out / 'config.json').read_text())['rl_steps'] == 6
     # the same folder again without --resume: refused, nothing overwritten
     before = files_and_times(out)
-    r = opto_nb('design', '--pretrain-steps', 40, '--rl-steps', 6, '--out', out, *SMALL)
+    r = opto_nb('design', '--pretrain-steps', 40, '--rl-steps', 6, '--out', out, *NCI)
     assert r.returncode == 1 and '--resume' in r.stderr
     # --resume of the finished run: reported as it is, nothing retrained or rewritten
     r = opto_nb('design', '--resume', '--out', out)
@@ -68,20 +112,23 @@ def test_design_end_to_end(tmp_path):
 
 
 def test_design_oracle_budget_and_exact_resume(tmp_path):
-    """An oracle budget ends the run at exactly N calls; a stopped run whose newest checkpoint is damaged resumes from
-    the one before (with a warning naming the file) and ends exactly as the run that was never stopped."""
-    args = ['--pretrain-steps', 40, '--rl-steps', 60, '--oracle-budget', 25, '--checkpoint-every', 20, *SMALL]
+    """The reinvent learner from the shipped prior: an oracle budget ends the run at exactly N calls; a stopped run
+    whose newest checkpoint is damaged resumes from the one before (with a warning naming the file) and ends exactly as
+    the run that was never stopped (replay buffer, randomized SMILES, frozen prior and all)."""
+    args = ['--rl-steps', 40, '--oracle-budget', 100, '--checkpoint-every', 4, '--bs', 16, '--replay', 8,
+            '--n-eval', 32, '--top-k', 10, '--quiet']
     full, cut = tmp_path / 'full', tmp_path / 'cut'
     r = opto_nb('design', *args, '--out', full)
     assert r.returncode == 0, r.stderr
     a = json.loads((full / 'summary.json').read_text())
-    assert a['finished'] and a['n_calls'] == 25 and a['oracle_budget'] == 25 and 'oracle budget' in a['stop_reason']
-    r = opto_nb('design', *args, '--max-batches', 50, '--out', cut)
+    assert a['finished'] and a['n_calls'] == 100 and a['oracle_budget'] == 100 and 'oracle budget' in a['stop_reason']
+    assert a['learner'] == 'reinvent' and a['steps'] > 6
+    r = opto_nb('design', *args, '--max-batches', 6, '--out', cut)
     assert r.returncode == 0, r.stderr
     b = json.loads((cut / 'summary.json').read_text())
-    assert not b['finished'] and b['steps'] == 50 and b['n_calls'] < 25
+    assert not b['finished'] and b['steps'] == 6 and b['n_calls'] < 100
     ckpts = sorted((cut / 'checkpoints').glob('ckpt-*.pt'))
-    assert [p.name[:13] for p in ckpts] == ['ckpt-00000040', 'ckpt-00000050'], ckpts
+    assert [p.name[:13] for p in ckpts] == ['ckpt-00000004', 'ckpt-00000006'], ckpts
     ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:1000])                   # the newest checkpoint, cut short
     r = opto_nb('design', '--resume', '--out', cut, '--quiet')
     assert r.returncode == 0, r.stderr
@@ -92,6 +139,7 @@ def test_design_oracle_budget_and_exact_resume(tmp_path):
               'auc_top10', 'auc_top100', 'validity', 'n_sampled', 'stop_reason'):
         assert a[k] == b[k], (k, a[k], b[k])
     assert (full / 'top_molecules.csv').read_text() == (cut / 'top_molecules.csv').read_text()
+    assert (full / 'samples.csv').read_text() == (cut / 'samples.csv').read_text()   # replayed and augmented rows too
     import torch
     ma, mb = (torch.load(p / 'model.pt', weights_only=False)['state_dict'] for p in (full, cut))
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
@@ -104,7 +152,7 @@ def test_one_writer_per_folder(tmp_path):
     from opto_nb.utils import FolderLock
     out = tmp_path / 'busy'
     with FolderLock(out):
-        r = opto_nb('design', '--pretrain-steps', 2, '--rl-steps', 2, '--out', out, *SMALL)
+        r = opto_nb('design', '--rl-steps', 2, '--out', out, *SMALL)
     assert r.returncode == 1 and f'is in use by process {os.getpid()}' in r.stderr, r.stderr
     assert not (out / 'config.json').exists()
 
@@ -128,7 +176,7 @@ def test_help():
     assert r.returncode == 0
     for flag in ('--objective', '--target', '--minutes', '--oracle-budget', '--sanity', '--seed', '--out', '--resume',
                  '--quiet', '--pretrain-share', '--buffer-share', '--novelty', '--clip-eps', '--temperature',
-                 '--max-batches', '--scaffold-min-score'):
+                 '--max-batches', '--scaffold-min-score', '--prior', '--learner', '--sigma', '--replay', '--augment'):
         assert flag in r.stdout, flag
     assert '(default: None)' not in r.stdout and not re.search(r'\(default: [^)]*\)\s+\(default:', r.stdout)
 
@@ -154,7 +202,11 @@ def test_version_and_no_command(capsys):
     (['design', '--scaffold-min-score', 'nan'], 2, "argument --scaffold-min-score: must be a finite number"),
     (['design', '--oracle-budget', '0'], 2, "argument --oracle-budget: must be >= 1"),
     (['design', '--buffer-share', '1.5'], 2, "`--buffer-share` must be in [0, 1)"),
-    (['design', '--loss', 'a2c'], 2, "argument --loss: invalid choice"),
+    (['design', '--learner', 'a2c'], 2, "argument --learner: invalid choice"),
+    (['design', '--prior', 'missing.pt'], 2, "`--prior`: no model file at missing.pt"),
+    (['design', '--prior', 'nci', '--rl-steps', '5', '--minutes', '0'], 2, "argument --minutes: must be > 0"),
+    (['design', '--sigma', '-1'], 2, "argument --sigma: must be > 0"),
+    (['design', '--replay', '-1'], 2, "argument --replay: must be >= 0"),
     (['design', '--unknown-flag'], 2, "unrecognized arguments: --unknown-flag"),
     (['design', '--resume'], 2, "--resume needs --out"),
     (['frobnicate'], 2, "invalid choice: 'frobnicate'"),
@@ -168,6 +220,19 @@ def test_bad_arguments(args, code, msg, tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+def test_bad_prior_files(tmp_path, capsys, monkeypatch):
+    "A model file that does not load, and a missing shipped prior: errors naming the file and the way out."
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'junk.pt').write_bytes(b'not a model')
+    rc, _, err = in_process('design', '--prior', tmp_path / 'junk.pt', '--out', tmp_path / 'run', capsys=capsys)
+    assert rc == 2 and f"`--prior` {tmp_path / 'junk.pt'} is not a model file opto_nb can load" in err, err
+    from opto_nb import design
+    monkeypatch.setitem(design.PRIOR_FILES, 'moses', 'no_such_prior.pt')
+    rc, _, err = in_process('design', '--out', tmp_path / 'run', capsys=capsys)
+    assert rc == 2 and 'no_such_prior.pt is missing' in err and '--prior nci' in err and 'train_prior.py' in err, err
+    assert not (tmp_path / 'run').exists()
+
+
 def test_run_errors(tmp_path, capsys):
     "Nothing to resume, a broken config.json, a full disk: one line naming the file and the cause, exit status 1."
     rc, _, err = in_process('design', '--resume', '--out', tmp_path / 'missing', capsys=capsys)
@@ -179,8 +244,7 @@ def test_run_errors(tmp_path, capsys):
     from unittest import mock
     def full_disk(path, *a, **k): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     with mock.patch('opto_nb.design.atomic_write', full_disk):
-        rc, _, err = in_process('design', '--pretrain-steps', 1, '--rl-steps', 1, '--out', tmp_path / 'full', *SMALL,
-                                capsys=capsys)
+        rc, _, err = in_process('design', '--rl-steps', 1, '--out', tmp_path / 'full', *SMALL, capsys=capsys)
     assert rc == 1 and f"cannot write {tmp_path / 'full' / 'config.json'}: no space left" in err, err
 
 
@@ -189,7 +253,7 @@ def test_read_only_folder(tmp_path):
     ro = tmp_path / 'ro'
     ro.mkdir()
     ro.chmod(0o555)
-    try: r = opto_nb('design', '--pretrain-steps', 1, '--rl-steps', 1, '--out', ro / 'run', *SMALL)
+    try: r = opto_nb('design', '--rl-steps', 1, '--out', ro / 'run', *SMALL)
     finally: ro.chmod(0o755)
     assert r.returncode == 1 and str(ro / 'run') in r.stderr and 'permission denied' in r.stderr, r.stderr
 

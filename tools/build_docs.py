@@ -99,8 +99,8 @@ def is_show_doc_cell(cell) -> bool:
     "A cell that is exactly one `show_doc(...)` expression (comments and directives aside)."
     tree = _parse(cell.source) if cell.cell_type == "code" else None
     return bool(tree and len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr)
-                and isinstance(tree.body[0].value,
-                               ast.Call) and getattr(tree.body[0].value.func, "id", None) == "show_doc")
+                and isinstance(tree.body[0].value, ast.Call)
+                and getattr(tree.body[0].value.func, "id", None) == "show_doc")
 
 def check_show_doc_cells(nb_path: Path, nb) -> list:
     "Cells whose `show_doc` output Jupyter would not display: several in one cell, or one that is not alone."
@@ -221,13 +221,14 @@ def compute_api(nb_paths: list) -> dict:
             except Exception as e:
                 problems.append(f"nbs/{p.name}: importing {lib}.{mod_name} failed: {type(e).__name__}: {e}")
         for c in nb.cells:   # the notebook's own imports (show_doc of a name from another module, say)
-            if c.cell_type == "code" and _import_only(c) and not ({"export", "exports",
-                                                                   "exporti"} & set(directives(c.source))):
+            exported = {"export", "exports", "exporti"} & set(directives(c.source))
+            if c.cell_type == "code" and _import_only(c) and not exported:
                 try: exec(compile(strip_directives(c.source), f"{p.name}:imports", "exec"), ns)
                 except Exception as e: problems.append(f"nbs/{p.name}: an import cell failed: {type(e).__name__}: {e}")
         home = f"{lib}.{mod_name}" if mod_name else ""
-        ns["show_doc"] = lambda sym, renderer=None, name=None, title_level=3: api_entry(sym, lib, name, title_level,
-                                                                                        home)
+        def show_doc(sym, renderer=None, name=None, title_level=3):
+            return api_entry(sym, lib, name, title_level, home)
+        ns["show_doc"] = show_doc
         for i, c in enumerate(nb.cells):
             if not is_show_doc_cell(c): continue
             try: entries[str(i)] = eval(compile(strip_directives(c.source), f"{p.name}:cell {i}", "eval"), ns)
@@ -356,8 +357,8 @@ def page_cells(nb, api: dict, cfg: dict, linker: Linker, page: str, nb_name: str
             c = {**c, "source": linker.linkify(c.source, page, page_mod)}
         elif HIDDEN & set(d) or d.get("include") == "false": continue
         elif str(i) in api:
-            cells.append({"cell_type": "markdown", "source": entry_markdown(api[str(i)], cfg, linker, page, page_mod,
-                                                                            nb_name)})
+            entry = entry_markdown(api[str(i)], cfg, linker, page, page_mod, nb_name)
+            cells.append({"cell_type": "markdown", "source": entry})
             continue
         else:
             src = strip_directives(c.source)
