@@ -567,6 +567,7 @@ def _prepared(m):
 def _svg_one(m, width: int, height: int, legend: str) -> str:
     from rdkit.Chem.Draw import rdMolDraw2D
     d = rdMolDraw2D.MolDraw2DSVG(width, height)
+    if '\n' in legend: d.drawOptions().legendFraction = 0.2   # room for two legend lines without overlap
     d.DrawMolecule(_prepared(m), legend=legend)
     d.FinishDrawing()
     return d.GetDrawingText()

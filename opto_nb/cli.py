@@ -4,7 +4,7 @@
 
 # %% ../nbs/43_cli.ipynb #aa0ce306
 from __future__ import annotations
-import argparse, dataclasses, json, math, sys, warnings
+import argparse, dataclasses, json, math, os, sys, warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -268,6 +268,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]
+    # `--objective my_module:score` finds a module in the folder the command runs from, as `python -m` would
+    if os.getcwd() not in sys.path: sys.path.insert(0, os.getcwd())
     try:
         with _checkpoint_warnings(args.command):
             return (_design if args.command == 'design' else _program)(args, sub)

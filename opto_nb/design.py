@@ -4,7 +4,7 @@
 
 # %% ../nbs/42_design.ipynb #c3b62bef
 from __future__ import annotations
-import csv, dataclasses, json, math, os, re, time
+import csv, dataclasses, json, math, os, re, sys, time
 from importlib import resources
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -453,6 +453,14 @@ class PretrainValidity(Callback):
         samples = self.agent.sample_strings(self.n, self.temperature)
         self.learner.batch_state.metrics['sample_validity'] = chem.validity(samples)
 
+class _LineWriter:
+    "What tqdm draws, as one line per refresh (no carriage returns): a progress bar for log files."
+    def __init__(self, f): self.f = f
+    def write(self, s: str) -> None:
+        s = s.replace('\r', '').strip('\n')
+        if s.strip(): self.f.write(s + '\n')
+    def flush(self) -> None: self.f.flush()
+
 class ProgressBar(Callback):
     "A tqdm bar over the run's time (or step) budget with the stage and the latest figures."
     order = 200
@@ -471,7 +479,11 @@ class ProgressBar(Callback):
     def before_train(self) -> None:
         from tqdm.auto import tqdm
         total = None if self.total is None or math.isinf(self.total) else round(self.total, 1)
-        self.bar = tqdm(total=total, unit=self.unit, desc='design', disable=self.disable, leave=True)
+        if sys.stderr.isatty() or 'ipykernel' in sys.modules:
+            self.bar = tqdm(total=total, unit=self.unit, desc='design', disable=self.disable, leave=True)
+        else:   # a log file: a plain line about every 10 s, not a redraw per step
+            self.bar = tqdm(total=total, unit=self.unit, desc='design', disable=self.disable, leave=True,
+                            file=_LineWriter(sys.stderr), mininterval=10, maxinterval=10, ascii=True)
     def after_batch(self) -> None:
         if self.bar is None: return
         m, p = self.learner.batch_state.metrics, self.pipeline

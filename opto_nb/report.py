@@ -775,7 +775,7 @@ def write_report(snap: Mapping[str, Any], out_dir: Union[str, os.PathLike], titl
     m = snap.get('metrics') or {'step': []}
     steps = m.get('step', [])
     if not rep.subtitle: rep.subtitle = f'{len(steps)} steps' + (f' (last step {steps[-1]})' if steps else '')
-    if snap.get('status'): rep.status = str(snap['status'])
+    if snap.get('status') and not rep.status: rep.status = str(snap['status'])   # the caller's status wins
     rep.add_panels(snap, panels, dpi, pngs)
     recs = snap.get('records') or {}
     for which in ('top', 'bottom'): rep.add_samples(recs.get(which) or [], f'{which} samples', renderer=sample_renderer)

@@ -163,7 +163,8 @@ def test_site_in_browser(site, served):
         # search: the top hit for a class name is its API entry
         page.goto(f"{base}/index.html")
         page.fill("input.md-search__input", "WeightedBuffer")
-        page.wait_for_selector(".md-search-result__item a", timeout=15000)
+        # the search index is built in a web worker when the page opens: slow on a busy machine
+        page.wait_for_selector(".md-search-result__item a", timeout=90000)
         # the first group is the best page; its first link with a fragment is the best section on it
         top = page.eval_on_selector(".md-search-result__item", "li => [...li.querySelectorAll('a')]"
                                     ".map(a => a.getAttribute('href')).find(h => h.includes('#'))")

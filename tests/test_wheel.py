@@ -6,16 +6,20 @@ the other dependencies are not installed a second time; the wheel itself is inst
 the test checks that the package it runs is the wheel's copy, that every dependency the wheel declares is present,
 and that the console script works.
 """
-import re, site, subprocess, sys, tarfile, venv, zipfile
+import re, shutil, site, subprocess, sys, tarfile, venv, zipfile
 from pathlib import Path
 import pytest
 from conftest import ROOT
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
+    out, src = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("src") / "opto_nb"
+    # build from a copy: setuptools writes its egg-info and release tree into the source folder, which other tests
+    # of a parallel run read at the same time
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+                                                             "test-artifacts", "docs", "runs", ".cache", "_proc"))
     r = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel", "--outdir", str(out)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                       cwd=src, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return next(out.glob("*.whl")), next(out.glob("*.tar.gz"))
 
