@@ -514,8 +514,12 @@ class WeightedBuffer(Buffer):
         s = np.asarray(s.detach().cpu() if isinstance(s, torch.Tensor) else s, dtype=np.float64).reshape(-1)
         if len(s) != len(items): raise ValueError(f"{type(self).__name__}.compute_weights returned {len(s)} scores for "
                                                   f"{len(items)} items")
-        if not np.isfinite(s).all(): raise ValueError(f"{type(self).__name__}.compute_weights returned non-finite "
-                                                      f"scores; return numbers")
+        if not np.isfinite(s).all():
+            bad = int(np.flatnonzero(~np.isfinite(s))[0])
+            source = '`score_fn`' if self.score_fn is not None else 'compute_weights'
+            raise ValueError(f"{type(self).__name__}: {source} returned {s[bad]} for item {items[bad]!r} "
+                             f"({int((~np.isfinite(s)).sum())} of {len(s)} scores non-finite); return finite numbers, "
+                             f"or remove the item")
         return s
 
     def add(self, items: Sequence, sources: Union[str, Sequence[str]] = 'buffer',
@@ -612,9 +616,11 @@ class WeightedBuffer(Buffer):
         if due: return self.refresh()
         index = self._index
         pending = np.asarray([index[x] for x in self._pending if x in index], dtype=np.int64)
+        if len(pending):
+            # scored before the pending list is cleared: a failing score_fn leaves them pending, never unscored
+            self._scores[pending] = self._score([self._samples[i] for i in pending.tolist()])
         self._pending = PlainList()
         if len(pending):
-            self._scores[pending] = self._score([self._samples[i] for i in pending.tolist()])
             self.stats['scored'] += len(pending)
             if self._last_refresh is None: self._last_refresh = it if it is not None else 0
             self._reweight(pending)
