@@ -140,7 +140,7 @@ class Optimizer(Stateful):
 
     @property
     def stream(self) -> dict:
-        "The random stream's position, as plain data: the seed sequence's entropy, spawn key and children spawned."
+        "The random stream's position, as plain data: its SeedSequence's entropy, spawn key and children spawned."
         s = self._seq
         return {'entropy': s.entropy, 'spawn_key': tuple(s.spawn_key), 'n_children_spawned': s.n_children_spawned}
 
