@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .learner import Callback, check_hashable
+from .utils import check_float, check_int
 
 # %% auto #0
 __all__ = ['Reward', 'ContrastiveReward', 'Template', 'SimilarityWindow', 'NoveltyReward']
@@ -53,20 +54,13 @@ class Reward(Callback):
         self.name = name
         if name in _RESERVED_NAMES: raise ValueError(f"Reward: `name` {name!r} is a reserved batch column; pick "
                                                      f"another name")
-        if not isinstance(weight, (int, float)) or not math.isfinite(weight):
-            raise ValueError(f"Reward: `weight` must be a finite number, got {weight!r}")
-        if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
-            raise ValueError(f"Reward: `bs` must be a positive int (chunk size for `fn`) or None (one call), "
-                             f"got {bs!r}")
+        weight = check_float('Reward', 'weight', weight)
+        bs = check_int('Reward', 'bs', bs, lo=1, none_ok=True)                          # chunk size for `fn`
         if nan_policy not in _NAN_POLICIES:
             raise ValueError(f"Reward: `nan_policy` must be one of {_NAN_POLICIES}, got {nan_policy!r}")
-        if not isinstance(nan_value, (int, float)) or not math.isfinite(nan_value):
-            raise ValueError(f"Reward: `nan_value` must be a finite number, got {nan_value!r}")
-        bad_size = isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1
-        if cache_size is not None and bad_size:
-            raise ValueError(f"Reward: `cache_size` must be a positive int (oldest entries evicted) or None "
-                             f"(unbounded), got {cache_size!r}")
-        self.fn, self.weight, self.bs, self.use_cache, self.cache_size = fn, float(weight), bs, bool(cache), cache_size
+        nan_value = check_float('Reward', 'nan_value', nan_value)
+        cache_size = check_int('Reward', 'cache_size', cache_size, lo=1, none_ok=True)  # None: unbounded
+        self.fn, self.weight, self.bs, self.use_cache, self.cache_size = fn, weight, bs, bool(cache), cache_size
         self.nan_policy, self.nan_value, self.track = nan_policy, float(nan_value), bool(track)
         self.cache: Dict[Any, float] = {}
         self.n_calls = self.n_scored = self.n_hits = self.n_nan = 0
