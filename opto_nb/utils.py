@@ -16,7 +16,7 @@ import torch
 __all__ = ['recursive_update', 'Builder', 'check_int', 'check_float', 'check_state_keys', 'Stateful', 'ScalarMeanTracker',
            'LinearDecay', 'MultiLinearDecay', 'set_seed', 'set_deterministic_cudnn', 'get_rng_state', 'set_rng_state',
            'current_umask', 'atomic_write', 'atomic_save', 'clean_temporaries', 'describe_os_error',
-           'FolderLockedError', 'FolderLock']
+           'FolderLockedError', 'FolderLock', 'LineWriter']
 
 # %% ../nbs/00_utils.ipynb #d86ee722
 def recursive_update(original: MutableMapping, update: Mapping) -> MutableMapping:
@@ -372,3 +372,12 @@ class FolderLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
     def __repr__(self): return f"FolderLock({str(self.folder)!r}, held={self.held})"
+
+# %% ../nbs/00_utils.ipynb #ff8deb5e
+class LineWriter:
+    "A text file for tqdm: each refresh it draws becomes one line (no carriage returns, no blank lines)."
+    def __init__(self, f): self.f = f       # the file the lines go to, e.g. sys.stderr
+    def write(self, s: str) -> None:
+        s = s.replace('\r', '').strip('\n')
+        if s.strip(): self.f.write(s + '\n')
+    def flush(self) -> None: self.f.flush()

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))            # the repository's opto_nb, also when it is not installed
 from opto_nb.models import LSTMLM, RegexVocab, SMILES_REGEX                          # noqa: E402
 from opto_nb.utils import atomic_save, atomic_write, get_rng_state, set_rng_state, set_seed, clean_temporaries  # noqa: E402
+from opto_nb.utils import LineWriter  # noqa: E402
 
 MOSES_VERSION = '0.3.1'
 WHEEL = f'molsets-{MOSES_VERSION}-py3-none-any.whl'
@@ -355,15 +356,6 @@ def maybe_start_decay(st, args, budget_s):
 
 
 # ------------------------------------------------------------------------------------------------------------ progress
-class LineFile:
-    "What tqdm writes, one line per refresh (no carriage returns), for logs."
-    def __init__(self, f): self.f = f
-    def write(self, s):
-        s = s.replace('\r', '').strip('\n')
-        if s.strip(): self.f.write(s + '\n')
-    def flush(self): self.f.flush()
-
-
 LOG_FIELDS = ['step', 'epoch', 'molecules_seen', 'tokens_seen', 'train_loss', 'valid_nll_token', 'valid_nll_molecule',
               'validity', 'uniqueness', 'lr', 'train_hours', 'time']
 
@@ -476,7 +468,7 @@ def main(argv=None):
         if interactive: tqdm.write(msg, file=sys.stdout)
         else: print(msg, flush=True)
     bar = tqdm(total=st['end_step'] or args.steps, initial=min(st['step'], args.steps),
-               file=sys.stdout if interactive else LineFile(sys.stdout),
+               file=sys.stdout if interactive else LineWriter(sys.stdout),
                mininterval=1.0 if interactive else args.progress_seconds,
                maxinterval=max(60.0, args.progress_seconds * 2),
                smoothing=0.05, ascii=not interactive, dynamic_ncols=interactive, desc='prior', unit='step')
