@@ -277,6 +277,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"opto_nb {args.command}: interrupted; continue from the last checkpoint with --resume", file=sys.stderr)
         return 130
     except OSError as e:      # FileExistsError/FileNotFoundError of ours carry a message, a failed write an errno
-        return _error(args.command, e if e.errno is None else describe_os_error(e))
+        return _error(args.command, e if e.errno is None else describe_os_error(e, getattr(args, 'out', None)))
     except (FolderLockedError, CheckpointError, TrainerCheckpointError, ValueError, ImportError) as e:
         return _error(args.command, e)
