@@ -35,7 +35,7 @@ def recursive_update(original: MutableMapping, update: Mapping) -> MutableMappin
 _T = TypeVar("_T")
 
 class Builder(tuple, Generic[_T]):
-    "Instantiate `class_type` later with `default` < `kwargs` < call-time keyword arguments (all deep-copied)."
+    "Instantiate `class_type` later with `default` < `kwargs` < call-time kwargs (the stored ones deep-copied)."
     def __new__(cls, class_type: Callable[..., _T], kwargs: Optional[Dict[str, Any]] = None,
                 default: Optional[Dict[str, Any]] = None):
         if not callable(class_type): raise TypeError(f"Builder: `class_type` must be callable, got {class_type!r}")
