@@ -248,6 +248,9 @@ def _design(args, sub: argparse.ArgumentParser) -> int:
     if s.get('already_finished'):
         print(f"opto_nb design: the run in {args.out} has finished already ({s['steps']} steps); "
               "its outputs are left as they are")
+    elif s.get('outputs_rewritten'):
+        print(f"opto_nb design: the run in {args.out} had finished ({s['steps']} steps) but not written all its "
+              "outputs; they were written from its final checkpoint, with no training")
     print(format_summary(s))
     if not args.quiet and 'paths' in s: print(f"report: {s['paths']['report']}")
     return 0

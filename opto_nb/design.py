@@ -16,7 +16,7 @@ from fastcore.basics import patch
 
 from . import chem
 from .utils import set_seed, atomic_write, atomic_save, Builder, check_float, check_int, FolderLock
-from .utils import LineWriter
+from .utils import LineWriter, clean_temporaries
 from .learner import Callback, Learner
 from .pipeline import PipelineStage, TrainingPipeline, TimeBudget
 from .drivers import PipelineCallback
@@ -559,12 +559,8 @@ def _report(run: DesignRun, summary: Dict[str, Any], top: List[str], vals: np.nd
     status = (f"{'finished' if run.finished else 'stopped'} after {run.pipeline.total_steps} steps and "
               f"{summary['n_calls']} oracle calls")
     rep = Report(f"opto_nb design: {run.objective.name}", status=status)
-    if top and hasattr(chem, 'add_molecule_sections'):
+    if top:
         chem.add_molecule_sections(rep, top, vals.tolist(), reference=reference_molecules(run), title='best molecules')
-    elif top:
-        legends = [f'{i + 1}. {v:.3f}' for i, v in enumerate(vals[:12].tolist())]
-        rep.add_figure('best molecules', chem.draw_molecules_svg(top[:12], legends=legends),
-                       caption=f"the best molecules the oracle scored, with their {run.objective.name} score")
     curve, quality = _curves(run)
     rep.add_figure('best scores over oracle calls', curve, caption=f"mean {run.objective.name} of the 1, 10 and 100 "
                    "best molecules after each number of oracle calls (the AUC of the summary is under these curves)")
@@ -663,6 +659,7 @@ def run_design(cfg: Optional[DesignConfig] = None, out=None, objective: Union[No
         raise FileExistsError(f"the run folder {out} holds a run already; pass --resume to continue it, or choose "
                               "another --out")
     with FolderLock(out):
+        clean_temporaries(out)                # what a write killed mid-way left behind (only our '.*.tmp' files)
         if not cfg_path.exists(): atomic_write(cfg_path, json.dumps(asdict(cfg), indent=2), mode='w')
         if not quiet:
             b = _budgets(cfg)
@@ -681,6 +678,9 @@ def run_design(cfg: Optional[DesignConfig] = None, out=None, objective: Union[No
         summary = design_summary(run)
         summary['wall_seconds'] = round(time.monotonic() - t0, 1)
         summary['resumed_from'] = str(run.pipe_cb.resumed_from) if run.pipe_cb.resumed_from else None
+        # a run killed after its final checkpoint: nothing was trained, the missing outputs were written from it
+        last = run.pipe_cb.resumed_from
+        summary['outputs_rewritten'] = bool(last and '-finished-' in Path(last).name)
         summary['paths'] = {k: str(v) for k, v in write_outputs(run, summary).items() if k != 'panels'}
         atomic_write(out / 'summary.json', json.dumps(summary, indent=2, default=str), mode='w')
     summary['run'] = run

@@ -734,8 +734,8 @@ def _load_latest(cls: TrainingPipeline, directory) -> Tuple[Path, dict, List[Tup
         try: return path, cls.load_checkpoint(path), skipped
         except CheckpointError as e:
             skipped.append((path, e.cause))
-            warnings.warn(f"skipping checkpoint {path}: {e}; trying the one before", CorruptCheckpointWarning,
-                          stacklevel=3)
+            warnings.warn(f"skipping checkpoint {path}: it cannot be read ({e.cause}); trying the one before",
+                          CorruptCheckpointWarning, stacklevel=3)
     raise CheckpointError(f"{directory} holds no intact checkpoint: every one of its {len(paths)} checkpoint files is "
                           "damaged (" + "; ".join(f"{p.name}: {c}" for p, c in skipped)
                           + "); start the run afresh or restore the folder from a backup", Path(directory))

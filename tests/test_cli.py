@@ -111,6 +111,18 @@ def test_design_end_to_end(tmp_path):
     r = opto_nb('design', '--resume', '--out', out)
     assert r.returncode == 0 and 'has finished already (46 steps)' in r.stdout, r.stderr
     assert 'top-10 mean qed' in r.stdout and files_and_times(out) == before
+    # killed after the final checkpoint, before the last outputs: --resume writes them from it, trains nothing, and
+    # removes what the killed writes left (the temporaries `atomic_write` names '.NAME.XXXX.tmp')
+    top, model = (out / 'top_molecules.csv').read_bytes(), (out / 'model.pt').read_bytes()
+    (out / 'summary.json').unlink()
+    (out / 'top_molecules.csv').unlink()
+    stale = [out / '.top_molecules.csv.k1ll.tmp', out / 'report' / '.report.html.k1ll.tmp']
+    for f in stale: f.write_text('half a file')
+    r = opto_nb('design', '--resume', '--out', out, '--quiet')
+    assert r.returncode == 0 and 'had finished (46 steps)' in r.stdout and 'no training' in r.stdout, r.stdout
+    assert (out / 'top_molecules.csv').read_bytes() == top and (out / 'model.pt').read_bytes() == model
+    assert not any(f.exists() for f in stale)
+    assert len((out / 'metrics.csv').read_text().splitlines()) == 1 + 46
 
 
 def test_design_oracle_budget_and_exact_resume(tmp_path):
