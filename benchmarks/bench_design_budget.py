@@ -39,6 +39,9 @@ def main(argv=None):
                     help='what to compare (default: reinvent previous)')
     ap.add_argument('--nci-pretrain-steps', type=int, default=2400,
                     help="pretraining steps on the NCI set of the 'previous' method (default: 2400)")
+    ap.add_argument('--pretrained', default=None, metavar='DIR',
+                    help="reuse the NCI-pretrained models of an earlier run of this script (its --out DIR, folders "
+                         "nci-pretrain-seedN) instead of pretraining again")
     ap.add_argument('--max-minutes', type=float, default=120.0,
                     help='wall-clock cap of one run, should it stop finding new molecules (default: 120)')
     ap.add_argument('--out', default=None, help='keep the run folders here (default: a temporary folder, deleted)')
@@ -55,6 +58,8 @@ def main(argv=None):
     def prior_of(method, seed):
         "The --prior of a run: the shipped prior, or this seed's model pretrained on NCI (trained on first use)."
         if METHODS[method]['prior'] != 'nci': return METHODS[method]['prior']
+        earlier = Path(args.pretrained or root) / f'nci-pretrain-seed{seed}'
+        if seed not in nci_models and (earlier / 'summary.json').exists(): nci_models[seed] = str(earlier)
         if seed not in nci_models:
             t0 = time.monotonic()
             cfg = DesignConfig(prior='nci', learner='ppo', pretrain_steps=args.nci_pretrain_steps, rl_steps=0,
