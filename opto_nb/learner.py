@@ -613,7 +613,14 @@ def add_cb(self: Learner, cb: Callback) -> Callback:
     self.cbs.sort(key=lambda c: (c.order, c.__dict__['_opto_added']))
     self._rebuild()
     h = _handler(cb, 'setup')
-    if h is not None: h()
+    try:
+        if h is not None: h()
+    except BaseException:                     # not attached after all, so it can be added again once fixed
+        self.cbs.remove(cb)
+        cb.learner = None
+        if cb is self._buffer: self._buffer = None
+        self._rebuild()
+        raise
     self._snapshots[id(cb)] = snapshot_attrs(cb)
     return cb
 
