@@ -2,16 +2,16 @@
 custom objective, from scratch with `--prior nci`, oracle budget, exact resume of the reinvent learner after a stop
 with a damaged newest checkpoint, a finished run left intact, one writer per folder), program, help, version, and
 errors that name the option and leave nothing written."""
-import errno, json, os, re, shutil, subprocess, sys
+import errno, json, os, re, subprocess
 from pathlib import Path
 
 import pytest
+from conftest import console_script
 
 pytest.importorskip('rdkit')
 
 # the installed console script; without it (package not installed with its scripts) the same entry point via python
-_EXE = shutil.which('opto_nb')
-CMD = [_EXE] if _EXE else [sys.executable, '-c', 'import sys; from opto_nb.cli import main; sys.exit(main())']
+CMD = console_script()
 # small batches and evaluation; step budgets make a run reproducible
 SMALL = ['--bs', '32', '--n-eval', '32', '--top-k', '10', '--quiet']
 # from scratch: a small model and dataset that learns valid molecules in 40 pretrain steps (a few seconds)

@@ -6,9 +6,14 @@ buffer and pipeline record identical to an uninterrupted run with the same seed 
 Tested for the fit loop (`PipelineCallback` in a `Learner`) and for a minibatch trainer (`run_minibatch_pipeline`
 with `BasicSearchAlgorithm`); a trainer checkpoint that is truncated or corrupt gives one clear error.
 
+The `opto_nb design` console script is killed the same way: a run from scratch (`--prior nci`) in the pretrain stage,
+in the rl stage while it writes a checkpoint, and after its final checkpoint, and a run from the shipped prior with an
+oracle budget in the rl stage; each is resumed in new processes until it finishes and must leave the files an
+uninterrupted run leaves. A second process on a folder in use is refused, naming the holder.
+
 This file is also the child program: `python tests/test_resume.py {fit|search} CKDIR OUT RESUME THROTTLE`.
 """
-import math, os, signal, subprocess, sys, time
+import hashlib, json, math, os, re, signal, subprocess, sys, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
@@ -236,6 +241,212 @@ def test_minibatch_trainer_truncated_or_corrupt_checkpoint(tmp_path):
             fahrenheit_search(seed=1).load(tmp_path / name)
     resumed = fahrenheit_search(seed=1).load(tmp_path / 'search.pt')       # the intact file still loads
     assert resumed.iteration == search.iteration == 3 and resumed.agent.state_dict() == search.agent.state_dict()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# `opto_nb design` killed in real processes
+
+from conftest import console_script  # noqa: E402
+
+OPTO_NB = console_script()
+# from scratch: 40 pretrain + 24 rl steps of a small model (the model of test_cli), a checkpoint every 4 steps
+NCI_RUN = ['--prior', 'nci', '--n-train', 1500, '--max-tokens', 20, '--emb-dim', 16, '--hidden-dim', 64,
+           '--n-layers', 1, '--pretrain-bs', 32, '--pretrain-lr', 5e-3, '--pretrain-steps', 40, '--rl-steps', 24,
+           '--checkpoint-every', 4, '--threads', 1, '--bs', 32, '--n-eval', 32, '--top-k', 10, '--quiet']
+# the shipped prior (reinvent) until its budget of 100 oracle calls is spent (7 steps), a checkpoint every 2 steps
+PRIOR_RUN = ['--rl-steps', 40, '--oracle-budget', 100, '--checkpoint-every', 2, '--threads', 1, '--bs', 16,
+             '--replay', 8, '--n-eval', 32, '--top-k', 10, '--quiet']
+_TMP_RE = re.compile(r'^\.(ckpt-.+\.pt)\.[^.]+\.tmp$')     # atomic_write's temporary file of a checkpoint
+# the summary's wall-clock figures, those that name the run folder, and how its outputs came about
+_SUMMARY_OWN = ('wall_seconds', 'train_seconds', 'resumed_from', 'outputs_rewritten', 'paths')
+
+
+def _design(*args):
+    "Start `opto_nb design ARGS` in a child process (one thread; output unbuffered, so a killed one has said it all)."
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+    return subprocess.Popen(OPTO_NB + ['design', *map(str, args)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+def _wait(proc, rc=0):
+    "Wait for `proc` and check its exit status; return its (stdout, stderr)."
+    try: out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"timed out: {proc.args}") from None
+    assert proc.returncode == rc, f"exit status {proc.returncode}, not {rc}: {proc.args}\n{out[-3000:]}\n{err[-6000:]}"
+    return out, err
+
+def _ckpt(name):
+    "(total steps, stage, stage steps) of a checkpoint file name; None for another name."
+    from opto_nb.pipeline import _CKPT_RE
+    m = _CKPT_RE.match(name)
+    return (int(m.group(1)), m.group(2), int(m.group(3))) if m else None
+
+def _written(name):
+    "(total steps, stage, stage steps) of the checkpoint a temporary file of atomic_write is to become; else None."
+    m = _TMP_RE.match(name)
+    return _ckpt(m.group(1)) if m else None
+
+def _infos(names, of=_ckpt):
+    "(total steps, stage, stage steps) of the checkpoints among `names` (`of=_written`: of those being written)."
+    return [info for info in map(of, names) if info]
+
+def _kill_when(proc, ckdir, condition, seen):
+    "SIGKILL `proc` once `condition(names in ckdir)` holds (polled every ~0.5 ms); return the names; add to `seen`."
+    t0 = time.time()
+    while time.time() - t0 < TIMEOUT:
+        names = os.listdir(ckdir) if ckdir.is_dir() else []
+        seen.update(n for n in names if _ckpt(n))
+        if condition(names):
+            os.kill(proc.pid, signal.SIGKILL)
+            _wait(proc, -signal.SIGKILL)            # it was still running: killed, not finished
+            return names
+        if proc.poll() is not None:
+            raise AssertionError(f"it ended (exit status {proc.returncode}) before it could be killed: {proc.args}\n"
+                                 f"{proc.stderr.read()[-4000:]}")
+        time.sleep(0.0005)
+    proc.kill()
+    raise AssertionError(f"the point to kill it never came: {proc.args}")
+
+def _resume_point(ckdir):
+    "(total steps, stage, stage steps) of the checkpoint --resume starts from: the newest."
+    from opto_nb.pipeline import TrainingPipeline
+    return _ckpt(TrainingPipeline.latest_checkpoint(ckdir).name)
+
+def _files(folder):
+    "Every file under `folder`: its content's digest and its modification time."
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob('*')) if p.is_file()}
+
+def _table(path, drop):
+    "The rows of a CSV file without the column `drop` (which must be there)."
+    import csv
+    rows = list(csv.reader(path.open(newline='')))
+    i = rows[0].index(drop)
+    return [r[:i] + r[i + 1:] for r in rows]
+
+def _without_clocks(ck):
+    """A final checkpoint less what differs after a resume: the wall clock (the log's timings, the seconds the time
+    budgets spent) and the log's event counts (`before_train` once per process; one `after_log` fewer per resume, as
+    the checkpoint is written within that event, before it is counted)."""
+    log = ck['learner']['log']
+    for name in ('event_time', 'timings', 'event_calls'): del log[name]
+    del log['metrics']['time']
+    for criterion in ck['pipeline']['criteria'].values(): del criterion['spent']
+    return ck
+
+def _same_design_outputs(a, b):
+    """Run folders `a` (uninterrupted) and `b` (killed and resumed) hold the same outputs, wall-clock figures aside:
+    samples.csv and top_molecules.csv byte for byte, the weights of model.pt exactly, metrics.csv (.jsonl) without
+    its one wall-clock column, the final checkpoint (the oracle's calls and cache in order, buffer, optimizer, RNG
+    and log) but for its clocks, and the summary. Return both summaries."""
+    import torch
+    from opto_nb.pipeline import TrainingPipeline
+    for name in ('samples.csv', 'top_molecules.csv'):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    ma, mb = (torch.load(p / 'model.pt', map_location='cpu', weights_only=False) for p in (a, b))
+    wa, wb = ma.pop('state_dict'), mb.pop('state_dict')
+    assert list(wa) == list(wb) and ma == mb                  # the same tensors, vocabulary, architecture and config
+    for k in wa: assert wa[k].dtype == wb[k].dtype and torch.equal(wa[k], wb[k]), k
+    # `time` (the seconds each batch took) is the one wall-clock column of metrics.csv; the others agree exactly
+    ta, tb = _table(a / 'metrics.csv', 'time'), _table(b / 'metrics.csv', 'time')
+    assert len(ta) > 2 and ta == tb
+    ja, jb = ([{k: v for k, v in json.loads(line).items() if k != 'time'} for line in (p / 'metrics.jsonl').open()]
+              for p in (a, b))
+    assert len(ja) == len(ta) - 1 and ja == jb
+    ca, cb = (TrainingPipeline.load_checkpoint(TrainingPipeline.latest_checkpoint(p / 'checkpoints')) for p in (a, b))
+    assert ca['finished'] and cb['finished']
+    oa, ob = (c['learner']['callbacks']['oracle']['oracle'] for c in (ca, cb))
+    _same(list(oa['cache'].items()), list(ob['cache'].items()), 'oracle cache, in the order of the calls')
+    _same(_without_clocks(ca), _without_clocks(cb), 'final checkpoint')     # the oracle's counts, buffer, RNG, ...
+    sa, sb = (json.loads((p / 'summary.json').read_text()) for p in (a, b))
+    assert sa['finished'] and sa['n_calls'] == len(oa['cache']) > 0
+    own = lambda s: {k: v for k, v in s.items() if k not in _SUMMARY_OWN}
+    _same(own(sa), own(sb), 'summary')
+    return sa, sb
+
+
+def test_design_from_scratch_killed_at_every_point(tmp_path):
+    """`opto_nb design --prior nci` (40 pretrain + 24 rl steps, a checkpoint every 4) as a chain of processes, each
+    SIGKILLed and followed by a `--resume`: in the pretrain stage just after a checkpoint; in the rl stage while it
+    writes a checkpoint (as soon as atomic_write's temporary file appears, which must still be there after the kill;
+    a kill that lands after the rename, rare with fsync on a disk, is tried again in the next process); just after
+    the final checkpoint, before any output. The next --resume writes the outputs (no training, no checkpoint
+    rewritten), equal to an uninterrupted run's; one more reports the run finished and leaves every file as it is.
+    Two processes resuming at once: the one that comes second is refused and names the holder."""
+    from opto_nb.pipeline import TrainingPipeline
+    ref, run = tmp_path / 'reference', tmp_path / 'run'
+    ck = run / 'checkpoints'
+    reference = _design(*NCI_RUN, '--out', ref)                      # uninterrupted, beside the chain
+    # 1. in the pretrain stage, just after one of its checkpoints
+    _kill_when(_design(*NCI_RUN, '--out', run), ck, lambda names: any(c[1] == 'pretrain' for c in _infos(names)),
+               set())
+    step, stage, stage_steps = _resume_point(ck)
+    assert stage == 'pretrain' and 0 < stage_steps < 40 and not (run / 'metrics.csv').exists(), (step, stage)
+    # 2. two processes resume at once: the second to reach the folder is refused, naming the first (started 0.2 s
+    # apart, so that the second does not look in the instant between the first taking the lock and naming itself)
+    pair = [_design('--resume', '--out', run, '--quiet')]
+    time.sleep(0.2)
+    pair.append(_design('--resume', '--out', run, '--quiet'))
+    t0 = time.time()
+    while all(p.poll() is None for p in pair):
+        assert time.time() - t0 < TIMEOUT, "neither resuming process was refused"
+        time.sleep(0.01)
+    refused = next(p for p in pair if p.poll() is not None)
+    holder = next(p for p in pair if p is not refused)
+    _, err = _wait(refused, 1)
+    assert holder.poll() is None and f"{run} is in use by process {holder.pid} on " in err, err
+    assert 'design --resume --out' in err, err                       # and the holder's command
+    # 3. the holder, in the rl stage while it writes a checkpoint past rl step 4: its temporary file left on disk
+    victim = holder
+    for _ in range(3):
+        start, before, seen = step, set(os.listdir(ck)), set()
+        names = _kill_when(victim, ck, lambda names: any(c[0] > 44 for c in _infos(names, _written)), seen)
+        assert all(_ckpt(n)[0] > start for n in seen - before), (start, seen - before)  # resumed, not restarted
+        left = [n for n in names if _written(n) and (ck / n).exists()]
+        step, stage, stage_steps = _resume_point(ck)
+        if left: break
+        victim = _design('--resume', '--out', run, '--quiet')         # the kill came after the rename: again
+    else: raise AssertionError("no kill landed while a checkpoint was being written, in 3 tries")
+    assert stage == 'rl' and 0 < stage_steps < 24 and _written(left[0])[0] > step, (left, step, stage_steps)
+    # 4. just after the final checkpoint, before any output
+    start, before, seen = step, set(os.listdir(ck)), set()
+    _kill_when(_design('--resume', '--out', run, '--quiet'), ck,
+               lambda names: any(c[1] == 'finished' for c in _infos(names)), seen)
+    assert all(_ckpt(n)[0] > start for n in seen - before), (start, seen - before)
+    assert not (ck / left[0]).exists()                              # the resume removed what the killed write left
+    final = TrainingPipeline.latest_checkpoint(ck)
+    assert _ckpt(final.name) == (64, 'finished', 0) and not (run / 'summary.json').exists(), final
+    # 5. --resume: the outputs of the finished run; nothing trained, no checkpoint rewritten
+    checkpoints = _files(ck)
+    out, _ = _wait(_design('--resume', '--out', run, '--quiet'))
+    assert re.search(r'^finished\s+True$', out, re.M) and _files(ck) == checkpoints, out
+    _wait(reference)
+    a, b = _same_design_outputs(ref, run)
+    assert a['resumed_from'] is None and b['resumed_from'] == str(final) and b['steps'] == 64
+    assert 'no training' in out and b['outputs_rewritten'] and not a['outputs_rewritten']
+    # 6. --resume once more: reported as finished, every file as it was (content and modification time)
+    files = _files(run)
+    out, _ = _wait(_design('--resume', '--out', run, '--quiet'))
+    assert 'has finished already (64 steps)' in out and _files(run) == files, out
+
+
+def test_design_from_prior_killed_in_rl(tmp_path):
+    """The shipped prior with a budget of 100 oracle calls (7 rl steps, a checkpoint every 2), SIGKILLed in the rl
+    stage just after a checkpoint and resumed in a new process: the same outputs as the uninterrupted run, which the
+    budget ended at exactly 100 calls."""
+    ref, run = tmp_path / 'reference', tmp_path / 'run'
+    ck = run / 'checkpoints'
+    reference = _design(*PRIOR_RUN, '--out', ref)
+    _kill_when(_design(*PRIOR_RUN, '--out', run), ck, lambda names: bool(_infos(names)), set())
+    step, stage, stage_steps = _resume_point(ck)
+    _wait(_design('--resume', '--out', run, '--quiet'))
+    _wait(reference)
+    a, b = _same_design_outputs(ref, run)
+    assert stage == 'rl' and 0 < step < a['steps'] and a['n_calls'] == b['n_calls'] == 100, (step, a['steps'])
+    assert 'oracle budget' in a['stop_reason'], a['stop_reason']
+    assert b['resumed_from'] == str(ck / f"ckpt-{step:08d}-rl-{stage_steps:06d}.pt"), b['resumed_from']
 
 
 if __name__ == '__main__':
