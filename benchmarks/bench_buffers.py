@@ -4,10 +4,16 @@ against numpy.random.Generator.choice(p=..., replace=False), measured in the sam
     python benchmarks/bench_buffers.py           # 1,000,000 items
     python benchmarks/bench_buffers.py --quick   # 200,000 items, fewer repeats
     python benchmarks/bench_buffers.py --table   # per-draw cost at 10^4, 10^5, 10^6 items, every transform
+
+The table gives each cost as a ratio against a baseline measured in the same run at the same size (one
+`Generator.choice(n, k, replace=False, p=...)`, an O(n) draw), so that a loaded machine shifts both alike; it also
+has a row for rank weights re-computed from all scores after every change (the same ranks as a callable transform),
+the cost 'rank' avoids by drawing from the score order.
 """
-import argparse, statistics, time
+import argparse, os, statistics, time
 import numpy as np
-from opto_nb.buffers import TRANSFORMS, Buffer, WeightedBuffer
+from opto_nb.buffers import Buffer, WeightedBuffer
+from opto_nb.draw_weights import TRANSFORMS, transform_scores
 
 def best_of(fn, repeats):
     "Median and best wall time of `repeats` calls of `fn`."
@@ -109,34 +115,48 @@ def main():
           f"{part * 1e3:.3f} ms  -> {part / top:.1f}x; WeightedBuffer.sample({a.k}, pct_argmax=0.5) "
           f"{with_top * 1e3:.3f} ms")
 
-    # 4. consume=True with 'shift' weights: a removal re-weights nothing unless the lowest score leaves, so a draw
-    #    costs what it costs with 'none' (no O(n) re-weighting per draw); 'rank' re-ranks all items after each one
+    # 4. consume=True: with 'shift' a removal re-weights nothing unless the lowest score leaves, and 'rank' draws
+    #    from the score order (O(k log n) removals), so neither re-weights n items per draw; the callable computing
+    #    the same ranks from all scores does, after every consuming draw
     def consumed(transform, repeats):
         wt = WeightedBuffer(0.5, weight_transform=transform, seed=0)
         wt.add(range(n), 'model', scores=scores)
         wt.sample(a.k)
         return best_of(lambda: wt.sample(a.k), repeats)[0]
-    none_c, shift_c, rank_c = consumed('none', reps * 3), consumed('shift', reps * 3), consumed('rank', reps)
+    none_c, shift_c, rank_c = consumed('none', reps * 3), consumed('shift', reps * 3), consumed('rank', reps * 3)
+    rerank_c = consumed(_explicit_ranks, reps)
     print(f"WeightedBuffer.sample({a.k}, consume=True): 'none' {none_c * 1e3:.3f} ms, 'shift' {shift_c * 1e3:.3f} ms "
-          f"({shift_c / none_c:.2f}x of 'none'), 'rank' {rank_c * 1e3:.3f} ms ({rank_c / none_c:.1f}x: re-ranks n "
-          f"items)")
+          f"({shift_c / none_c:.2f}x of 'none'), 'rank' {rank_c * 1e3:.3f} ms ({rank_c / none_c:.2f}x), ranks "
+          f"re-computed from all scores {rerank_c * 1e3:.3f} ms ({rerank_c / rank_c:.1f}x of 'rank')")
+
+def _explicit_ranks(scores):
+    "The rank weights computed from all scores (as a callable transform: O(n log n) after every change)."
+    return transform_scores(scores, 'rank')
 
 def draw_table(k, reps, rng, sizes=(10_000, 100_000, 1_000_000)):
-    "Median cost of one `WeightedBuffer.sample(k)` per size, transform, consume and pct_argmax (a markdown table)."
-    print(f"WeightedBuffer.sample({k}): median ms per draw over {reps} draws (after one warm-up draw)\n")
+    ("Median cost of one `WeightedBuffer.sample(k)` per size, transform, consume and pct_argmax, with its ratio to a "
+     "baseline measured in the same run (a markdown table).")
+    load = ', '.join(f'{x:.2f}' for x in os.getloadavg())
+    print(f"WeightedBuffer.sample({k}): median ms per draw over {reps} draws (after one warm-up draw), and in "
+          f"parentheses the ratio to the baseline of the same size: one Generator.choice(n, {k}, replace=False, p=...) "
+          f"(O(n)), measured in this run. {os.cpu_count()} CPUs, load average {load} at the start.\n")
     cols = [(c, p) for c in (False, True) for p in (0.0, 0.5)]
-    print("| items | transform | " + " | ".join(f"consume={c}, pct_argmax={p}" for c, p in cols) + " |")
-    print("|---|---|" + "---|" * len(cols))
+    rows = [(name, name) for name in TRANSFORMS] + [('rank, re-computed from all scores', _explicit_ranks)]
+    print("| items | transform | baseline ms | " + " | ".join(f"consume={c}, pct_argmax={p}" for c, p in cols) + " |")
+    print("|---|---|---|" + "---|" * len(cols))
     for n in sizes:
         scores = rng.random(n)
-        for transform in TRANSFORMS:
+        p = scores / scores.sum()
+        g = np.random.default_rng(1)
+        base, _ = best_of(lambda: g.choice(n, k, replace=False, p=p), reps)
+        for label, transform in rows:
             cells = []
             for consume, pct in cols:
                 wb = WeightedBuffer(0.5, weight_transform=transform, pct_argmax=pct, seed=0)
                 wb.add(range(n), 'model', scores=scores)
                 wb.sample(k, consume=consume)
                 med, _ = best_of(lambda: wb.sample(k, consume=consume), reps)
-                cells.append(f"{med * 1e3:.3f}")
-            print(f"| {n:,} | {transform} | " + " | ".join(cells) + " |")
+                cells.append(f"{med * 1e3:.3f} ({med / base:.3f}x)")
+            print(f"| {n:,} | {label} | {base * 1e3:.3f} | " + " | ".join(cells) + " |", flush=True)
 
 if __name__ == '__main__': main()

@@ -6,7 +6,7 @@
     python tools/build_docs.py --readme      # only regenerate README.md from nbs/index.ipynb
     python tools/build_docs.py --only buffers samplers --fast --out /tmp/site   # a few pages, for a quick look
 
-How a page is made. Every notebook in `nbs/` becomes one page, named as nbdev names it (`nbs/21_buffers.ipynb` ->
+How a page is made. Every notebook in `nbs/` becomes one page, named as nbdev names it (`nbs/22_buffers.ipynb` ->
 `buffers.html`, the name `opto_nb/_modidx.py` links to). The notebook is executed in its own process with execnb
 (the engine behind nbdev-test, without `IN_TEST`, so tutorials show their real runs); nbdev's conventions are then
 applied (`#| hide`, `#| export`, `#| exporti`, `#| default_exp` and `#| include: false` cells are left out,
@@ -51,7 +51,7 @@ def settings() -> dict:
                 title=cfg.title or cfg.lib_name, description=cfg.description)
 
 def page_stem(nb_path) -> str:
-    "The page a notebook becomes, as nbdev names it: `21_buffers.ipynb` -> `buffers`."
+    "The page a notebook becomes, as nbdev names it: `22_buffers.ipynb` -> `buffers`."
     from nbdev.config import nbpath2html
     return nbpath2html(Path(nb_path).name).stem
 
