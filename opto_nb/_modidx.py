@@ -206,6 +206,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                           'opto_nb/chem_callbacks.py'),
                                         'opto_nb.chem_callbacks.DesignBudget.__init__': ( 'chem_callbacks.html#designbudget.__init__',
                                                                                           'opto_nb/chem_callbacks.py'),
+                                        'opto_nb.chem_callbacks.DesignBudget.stalled': ( 'chem_callbacks.html#designbudget.stalled',
+                                                                                         'opto_nb/chem_callbacks.py'),
                                         'opto_nb.chem_callbacks.DesignMetrics': ( 'chem_callbacks.html#designmetrics',
                                                                                   'opto_nb/chem_callbacks.py'),
                                         'opto_nb.chem_callbacks.DesignMetrics.__init__': ( 'chem_callbacks.html#designmetrics.__init__',

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 from . import chem
 from .utils import check_float, check_int
@@ -64,16 +65,41 @@ class OracleScorer(Callback):
 
 # %% ../nbs/42_chem_callbacks.ipynb #3b448f81
 class DesignBudget(TimeBudget):
-    "Early stopping of the rl stage: its time budget (`seconds`, math.inf: none) or the oracle's call budget."
-    def __init__(self, seconds: float, oracle: Optional[Oracle] = None):
+    "Early stopping of the rl stage: its time budget, the oracle's call budget, or `patience` steps without progress."
+    _state_attrs = TimeBudget._state_attrs + ('stale_steps', 'last_top')
+    def __init__(self, seconds: float,                # the stage's time budget (math.inf: none)
+                 oracle: Optional[Oracle] = None,     # whose call budget and scores it watches
+                 patience: Optional[int] = None,      # steps in a row with the `k` best unchanged (None: no limit)
+                 k: int = 100):
         super().__init__(seconds)
+        O = 'DesignBudget'
+        if patience is not None and oracle is None: raise ValueError(f"{O}: `patience` needs the `oracle` to watch")
         self.oracle = oracle                 # checkpointed by `OracleScorer`; only read here
+        self.patience = None if patience is None else check_int(O, 'patience', patience, lo=1)
+        self.k = check_int(O, 'k', k, lo=1)
+        self.stale_steps, self.last_top = 0, None
+
     def __call__(self, stage_steps, total_steps, training_metrics, test_valid_metrics) -> bool:
         if self.oracle is not None and self.oracle.exhausted:
             self.tick()
             self.reason = f"oracle budget of {self.oracle.budget} calls spent"
             return True
+        if self.patience is not None and self.stalled():
+            self.tick()
+            self.reason = f"the {self.k} best molecules did not change for {self.stale_steps} steps"
+            return True
         return super().__call__(stage_steps, total_steps, training_metrics, test_valid_metrics)
+
+
+# %% ../nbs/42_chem_callbacks.ipynb #d6b1e0a2
+@patch
+def stalled(self: DesignBudget) -> bool:
+    "Count this step as stale when the oracle's `k` best scores are those of the last step; True after `patience`."
+    top = self.oracle.top(self.k)[1].tolist()
+    self.stale_steps = self.stale_steps + 1 if top == self.last_top else 0
+    self.last_top = top
+    return self.stale_steps >= self.patience
+
 
 # %% ../nbs/42_chem_callbacks.ipynb #5b704328
 class ReplayBest(Callback):

@@ -95,6 +95,7 @@ _HELP = {
                "the final evaluation, with --prior nci split between the stages by --pretrain-share (default: 10; no "
                "time limit when --rl-steps or --oracle-budget are given, with --prior nci also --pretrain-steps)",
     'oracle_budget': "end the run after exactly N oracle calls (distinct valid molecules scored; default: no limit)",
+    'patience': "end RL once the --top-k best scores stayed the same for N steps in a row (default: no limit)",
     'sanity': "1: reject molecules a chemist would reject (other elements, radicals, charges, salts, size) before the "
               "objective sees them, counted by reason and scored as invalid; 0: score every valid molecule",
     'seed': "random seed (data order, model init, sampling)",
@@ -160,7 +161,7 @@ def _design_flag(d: argparse.ArgumentParser, f: dataclasses.Field, default) -> N
         elif name in _NONNEG_INT: kind = _number(int, lo=0)
         elif name in _NONNEG_FLOAT: kind = _number(float, lo=0)
         elif name == 'scaffold_min_score': kind = _number(float)
-        elif name in ('n_train', 'oracle_budget') or isinstance(default, int): kind = _number(int, lo=1)
+        elif name in ('n_train', 'oracle_budget', 'patience') or isinstance(default, int): kind = _number(int, lo=1)
         else: kind = _number(float, above=0)
         d.add_argument(flag, type=kind, default=default, metavar='N' if kind.__name__ == 'int' else 'X', help=text)
 

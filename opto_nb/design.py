@@ -63,6 +63,7 @@ class DesignConfig:
     learner: str = 'reinvent'            # 'reinvent' (augmented likelihood + replay), 'ppo' or 'pg'
     minutes: Optional[float] = 10.0      # wall-clock budget of the whole run (None: step or call budgets only)
     oracle_budget: Optional[int] = None  # end the run after this many oracle calls
+    patience: Optional[int] = None       # end the rl stage after this many steps with the top_k unchanged
     sanity: bool = True                  # reject molecules a chemist would reject before the objective sees them
     seed: int = 0
     pretrain_share: float = 0.4
@@ -122,7 +123,7 @@ _INTS = {'max_tokens': 1, 'emb_dim': 1, 'hidden_dim': 1, 'n_layers': 1, 'pretrai
          'augment': 0}
 LEARNERS = ('reinvent', 'ppo', 'pg')   # the `learner` settings
 PRIORS = ('moses', 'nci')             # the named `prior` settings (any other value is a model file)
-_OPTIONAL_INTS = {'pretrain_steps': 0, 'rl_steps': 0, 'n_train': 1, 'oracle_budget': 1}
+_OPTIONAL_INTS = {'pretrain_steps': 0, 'rl_steps': 0, 'n_train': 1, 'oracle_budget': 1, 'patience': 1}
 
 def _objective_kind(spec: str) -> str:
     "'python', 'file', 'function' or 'name': what an objective setting names."
@@ -399,7 +400,7 @@ class DesignRun:
                                         optimizer_builder=Builder(torch.optim.Adam, {'lr': cfg.pretrain_lr}),
                                         hparams={'model.p_batch': 0.0, 'buffer.p_total': 0.0}))
         stages.append(PipelineStage(['rl'], cfg.rl_steps if cfg.rl_steps is not None else big,
-                                    DesignBudget(b['rl'], self.oracle), name='rl',
+                                    DesignBudget(b['rl'], self.oracle, cfg.patience, cfg.top_k), name='rl',
                                     optimizer_builder=Builder(torch.optim.Adam, {'lr': cfg.rl_lr}),
                                     hparams=self._shares()))
         return TrainingPipeline(named, stages, optimizer_builder=None, num_mini_batch=1, update_repeats=1,

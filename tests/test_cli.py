@@ -2,7 +2,7 @@
 custom objective, from scratch with `--prior nci`, oracle budget, exact resume of the reinvent learner after a stop
 with a damaged newest checkpoint, a finished run left intact, one writer per folder), program, help, version, and
 errors that name the option and leave nothing written."""
-import errno, json, os, re, subprocess
+import errno, json, os, re, shutil, subprocess
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,9 @@ NCI = ['--prior', 'nci', '--n-train', '1500', '--max-tokens', '20', '--emb-dim',
 ENV = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 
 
-def opto_nb(*args, env=None, timeout=120):
+def opto_nb(*args, env=None, timeout=120, umask=None):
     return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **ENV, **(env or {})})
+                          env={**os.environ, **ENV, **(env or {})}, umask=-1 if umask is None else umask)
 
 
 def in_process(*args, capsys=None):
@@ -161,6 +161,16 @@ def test_design_oracle_budget_and_exact_resume(tmp_path):
     assert batches == list(range(a['steps']))                  # the log continues where the checkpoint was taken
 
 
+def test_files_follow_umask(tmp_path):
+    "Every file and folder of a run gets the permissions the user's umask gives (a report can be shared or served)."
+    r = opto_nb('design', '--rl-steps', 2, '--checkpoint-every', 1, '--out', tmp_path / 'run', *SMALL, umask=0o027)
+    assert r.returncode == 0, r.stderr
+    modes = {str(p.relative_to(tmp_path)): p.stat().st_mode & 0o777 for p in (tmp_path / 'run').rglob('*')}
+    assert {'run/model.pt', 'run/summary.json', 'run/report/report.html'} <= set(modes), sorted(modes)
+    assert set(modes.values()) <= {0o640, 0o750}, {k: oct(m) for k, m in modes.items() if m not in (0o640, 0o750)}
+    assert {modes[k] for k in modes if (tmp_path / k).is_dir()} == {0o750}
+
+
 def test_one_writer_per_folder(tmp_path):
     "A run folder another process holds is refused with the holder named, before anything is written."
     from opto_nb.utils import FolderLock
@@ -262,14 +272,52 @@ def test_run_errors(tmp_path, capsys):
     assert rc == 1 and f"cannot write {tmp_path / 'full' / 'config.json'}: no space left" in err, err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_folder(tmp_path):
-    ro = tmp_path / 'ro'
-    ro.mkdir()
-    ro.chmod(0o555)
-    try: r = opto_nb('design', '--rl-steps', 1, '--out', ro / 'run', *SMALL)
-    finally: ro.chmod(0o755)
-    assert r.returncode == 1 and str(ro / 'run') in r.stderr and 'permission denied' in r.stderr, r.stderr
+def mounted_tmpfs(folder: Path, options: str) -> bool:
+    "Mount a real tmpfs on `folder` (root with the right to mount only); False where this machine does not allow it."
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or not shutil.which('mount'): return False
+    return subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(folder)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    "A function mounting a real tmpfs with the given options; every mount is undone after the test."
+    mounts = []
+    def mount(name, options):
+        folder = tmp_path / name
+        if not mounted_tmpfs(folder, options):
+            pytest.skip("this machine does not let the test mount a tmpfs (needs root with CAP_SYS_ADMIN); "
+                        "test_run_errors simulates ENOSPC at the file layer instead")
+        mounts.append(folder)
+        return folder
+    yield mount
+    for folder in mounts: subprocess.run(['umount', '-l', str(folder)], capture_output=True)
+
+
+def test_full_filesystem(tmpfs):
+    "A real 5 MB filesystem fills up at the first checkpoint: one line naming the file and the cause, no traceback."
+    full = tmpfs('full', 'size=5m')
+    r = opto_nb('design', '--rl-steps', 3, '--checkpoint-every', 1, '--out', full / 'run', *SMALL)
+    assert r.returncode == 1 and 'no space left on the device' in r.stderr and str(full / 'run') in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr
+    assert json.loads((full / 'run' / 'config.json').read_text())['rl_steps'] == 3   # what was written is whole
+    assert not list((full / 'run').rglob('*.tmp'))                                  # the cut-short write is gone
+
+
+def test_read_only_folder(tmp_path, tmpfs):
+    "A run folder in a read-only place: a real read-only filesystem as root, a folder without write permission else."
+    if os.geteuid() == 0:
+        ro, cause = tmpfs('ro', 'size=1m,ro'), 'the file system is read-only'
+        r = opto_nb('design', '--rl-steps', 1, '--out', ro / 'run', *SMALL)
+    else:
+        ro, cause = tmp_path / 'ro', 'permission denied'
+        ro.mkdir()
+        ro.chmod(0o555)
+        try: r = opto_nb('design', '--rl-steps', 1, '--out', ro / 'run', *SMALL)
+        finally: ro.chmod(0o755)
+    assert r.returncode == 1 and str(ro / 'run') in r.stderr and cause in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr
 
 
 def test_missing_rdkit(tmp_path):

@@ -23,8 +23,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))            # the repository's opto_nb, also when it is not installed
 from opto_nb.models import LSTMLM, RegexVocab, SMILES_REGEX                          # noqa: E402
-from opto_nb.utils import atomic_save, atomic_write, get_rng_state, set_rng_state, set_seed, clean_temporaries  # noqa: E402
-from opto_nb.utils import LineWriter  # noqa: E402
+from opto_nb.utils import (atomic_save, atomic_write, get_rng_state, set_rng_state, set_seed,  # noqa: E402
+                           clean_temporaries, LineWriter)
 
 MOSES_VERSION = '0.3.1'
 WHEEL = f'molsets-{MOSES_VERSION}-py3-none-any.whl'
