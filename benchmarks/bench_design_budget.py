@@ -63,7 +63,7 @@ def run_task(folder: str, task: str, method: str, seed: int, prior: str, budget:
     line = (f"{task} {method} seed {seed}: AUC top-10 {s['auc_top10']:.4f}, top-10 {s['top10']:.4f}, "
             f"{s['n_calls']} calls, fresh samples unique {s.get('uniqueness', float('nan')):.3f} "
             f"valid {s['validity']:.3f}, {secs:.0f} s, stopped: {s['stop_reason']}")
-    out = dict(auc=s['auc_top10'], secs=secs, line=line)
+    out = dict(auc=s['auc_top10'], secs=secs, line=line, budget=budget, patience=patience, minutes=minutes)
     Path(folder + '.result.json').write_text(json.dumps(out))
     return out
 
@@ -81,9 +81,10 @@ def main(argv=None):
     ap.add_argument('--pretrained', default=None, metavar='DIR',
                     help="reuse the NCI-pretrained models of an earlier run of this script (its --out DIR, folders "
                          "nci-pretrain-seedN) instead of pretraining again")
-    ap.add_argument('--patience', type=int, default=20,
-                    help="end a run once its 100 best scores stayed the same for N steps in a row; PMO credits the "
-                         "final top-10 for the calls left (default: 20; 0: never)")
+    ap.add_argument('--patience', type=int, default=100,
+                    help="end a run once its 100 best scores stayed the same for N steps in a row, a model that has "
+                         "stopped finding better molecules; the AUC credits the final top-10 for the calls left "
+                         "(default: 100, 6,400 samples; 0: never)")
     ap.add_argument('--max-minutes', type=float, default=120.0,
                     help='wall-clock cap of one run, should it neither spend its budget nor stall (default: 120)')
     ap.add_argument('--jobs', type=int, default=1,
@@ -100,7 +101,9 @@ def main(argv=None):
     results = {}
     for key in runs:
         done = root / ('{}-{}-seed{}'.format(*key) + '.result.json')
-        if done.exists(): results[key] = json.loads(done.read_text())
+        earlier = json.loads(done.read_text()) if done.exists() else {}
+        if [earlier.get(k) for k in ('budget', 'patience', 'minutes')] == [args.budget, patience, args.max_minutes]:
+            results[key] = earlier                   # a run of the same protocol: reused
 
     def nci_folder(seed):
         for base in (Path(args.pretrained or root), root):
