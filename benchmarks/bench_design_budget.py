@@ -53,6 +53,7 @@ def run_task(folder: str, task: str, method: str, seed: int, prior: str, budget:
     import torch
     from opto_nb.design import DesignConfig, run_design
     from opto_nb.objectives import pmo_task
+    from opto_nb.utils import atomic_write
     torch.set_num_threads(1)
     cfg = DesignConfig(minutes=minutes, oracle_budget=budget, patience=patience, seed=seed, n_eval=256,
                        learner=METHODS[method]['learner'], prior=prior)
@@ -64,7 +65,7 @@ def run_task(folder: str, task: str, method: str, seed: int, prior: str, budget:
             f"{s['n_calls']} calls, fresh samples unique {s.get('uniqueness', float('nan')):.3f} "
             f"valid {s['validity']:.3f}, {secs:.0f} s, stopped: {s['stop_reason']}")
     out = dict(auc=s['auc_top10'], secs=secs, line=line, budget=budget, patience=patience, minutes=minutes)
-    Path(folder + '.result.json').write_text(json.dumps(out))
+    atomic_write(folder + '.result.json', json.dumps(out), mode='w')   # a kill never leaves half a result
     return out
 
 
