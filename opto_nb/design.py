@@ -16,7 +16,7 @@ from fastcore.basics import patch
 
 from . import chem
 from .utils import set_seed, atomic_write, atomic_save, Builder, check_float, check_int, FolderLock
-from .utils import LineWriter, clean_temporaries
+from .utils import LineWriter, clean_temporaries, read_json_object
 from .learner import Callback, Learner
 from .pipeline import PipelineStage, TrainingPipeline, TimeBudget
 from .drivers import PipelineCallback
@@ -609,9 +609,8 @@ def read_config(path) -> DesignConfig:
     "The `DesignConfig` in a run folder's `config.json` (checked), or a `ValueError` naming the file and the problem."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no run to resume in {path.parent} (no config.json)")
+    d = read_json_object(path, 'run configuration')
     try:
-        d = json.loads(path.read_text())
-        if not isinstance(d, dict): raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(DesignConfig)})
         if unknown: raise ValueError(f"unknown settings {unknown}")
         return DesignConfig(**d).check()

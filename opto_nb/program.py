@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict
 
-from .utils import atomic_write, check_float, check_int, FolderLock
+from .utils import atomic_write, check_float, check_int, FolderLock, read_json_object
 from .report import write_report
 from .dashboard import TrainerDashboard
 from .examples import PROGRAM_EXAMPLES, fahrenheit_guide, fahrenheit_search, fahrenheit_splits
@@ -18,15 +18,6 @@ from .examples import PROGRAM_EXAMPLES, fahrenheit_guide, fahrenheit_search, fah
 __all__ = ['run_program']
 
 # %% ../nbs/44_program.ipynb #be41961c
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        d = json.loads(path.read_text())
-        if not isinstance(d, dict): raise ValueError(f"expected a JSON object, got {type(d).__name__}")
-        return d
-    except ValueError as e:
-        raise ValueError(f"{path} is not a valid {what} ({e}); fix or restore it, or start a new run elsewhere") \
-            from None
-
 def run_program(example: str = 'fahrenheit', out=None, epochs: int = 30, proposals: int = 4, batch_size: int = 4,
                 sigma: float = 0.3, seed: int = 0, resume: bool = False, quiet: bool = False) -> Dict[str, Any]:
     "Tune the shipped program `example` by evolutionary search; write history, report, checkpoint, summary to `out`."
@@ -43,7 +34,7 @@ def run_program(example: str = 'fahrenheit', out=None, epochs: int = 30, proposa
     if resume:
         if not cfg_path.is_file():
             raise FileNotFoundError(f"program --resume: no run to resume in {out} (no config.json)")
-        cfg = _read_json(cfg_path, 'program configuration')
+        cfg = read_json_object(cfg_path, 'program configuration')
     elif cfg_path.exists():
         raise FileExistsError(f"program: the run folder {out} holds a run already; pass --resume to continue it, "
                               "or choose another --out")

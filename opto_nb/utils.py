@@ -15,7 +15,7 @@ import torch
 # %% auto #0
 __all__ = ['recursive_update', 'Builder', 'check_int', 'check_float', 'check_state_keys', 'Stateful', 'ScalarMeanTracker',
            'LinearDecay', 'MultiLinearDecay', 'set_seed', 'set_deterministic_cudnn', 'get_rng_state', 'set_rng_state',
-           'current_umask', 'atomic_write', 'atomic_save', 'clean_temporaries', 'describe_os_error',
+           'current_umask', 'atomic_write', 'atomic_save', 'clean_temporaries', 'read_json_object', 'describe_os_error',
            'FolderLockedError', 'FolderLock', 'LineWriter']
 
 # %% ../nbs/00_utils.ipynb #d86ee722
@@ -307,6 +307,17 @@ def clean_temporaries(directory: Union[str, os.PathLike], recursive: bool = True
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+# %% ../nbs/00_utils.ipynb #8aa8a862
+def read_json_object(path: Union[str, os.PathLike], what: str) -> dict:
+    "The JSON object in `path`, or a `ValueError` naming the file, `what` it should hold and the problem."
+    try:
+        d = json.loads(Path(path).read_text())
+        if not isinstance(d, dict): raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+        return d
+    except ValueError as e:
+        raise ValueError(f"{path} is not a valid {what} ({e}); fix or restore it, or start a new run in another "
+                         "folder") from None
 
 # %% ../nbs/00_utils.ipynb #9bed1ebe
 _OS_HINTS = {errno.ENOSPC: "no space left on the device; free some space or choose another folder",
