@@ -11,12 +11,13 @@ for several methods in the same run:
 Every run stops at its oracle budget, or earlier once its 100 best scores stayed the same for `--patience` steps
 (PMO's early stop; the AUC credits the final top-10 for the calls left). A script, not a test: the full run (11 tasks
 x 3 seeds x 2 methods at 10,000 calls) takes hours on a CPU; `--jobs` runs several at once and `--out DIR` keeps the
-results, so that a second invocation with the same `--out` continues where the first stopped.
+results, so that a second invocation with the same `--out` continues where the first stopped (a result is reused
+only for the same budget, patience, time cap and starting model: a retrained prior runs again).
 
     python benchmarks/bench_design_budget.py --jobs 2 --out runs/bench          # everything (hours)
     python benchmarks/bench_design_budget.py --tasks qed --budget 300 --seeds 1  # a smoke run (a minute or two)
 """
-import argparse, json, shutil, statistics, sys, tempfile, time
+import argparse, hashlib, json, shutil, statistics, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -48,7 +49,15 @@ def pretrain_nci(folder: str, seed: int, steps: int) -> str:
            f"{time.monotonic() - t0:.0f} s"
 
 
-def run_task(folder: str, task: str, method: str, seed: int, prior: str, budget: int, minutes: float, patience) -> dict:
+def start_of(method: str, nci_steps: int) -> str:
+    "What a method's runs start from: the shipped prior's file hash, or the NCI pretraining's length."
+    if METHODS[method]['prior'] == 'nci': return f'nci-pretrain-{nci_steps}-steps'
+    from opto_nb.design import prior_path
+    return 'sha256:' + hashlib.sha256(prior_path(METHODS[method]['prior']).read_bytes()).hexdigest()[:16]
+
+
+def run_task(folder: str, task: str, method: str, seed: int, prior: str, budget: int, minutes: float, patience,
+             start: str) -> dict:
     "One design run; its result is also written next to the run folder, so that a rerun of the script reuses it."
     import torch
     from opto_nb.design import DesignConfig, run_design
@@ -64,7 +73,8 @@ def run_task(folder: str, task: str, method: str, seed: int, prior: str, budget:
     line = (f"{task} {method} seed {seed}: AUC top-10 {s['auc_top10']:.4f}, top-10 {s['top10']:.4f}, "
             f"{s['n_calls']} calls, fresh samples unique {s.get('uniqueness', float('nan')):.3f} "
             f"valid {s['validity']:.3f}, {secs:.0f} s, stopped: {s['stop_reason']}")
-    out = dict(auc=s['auc_top10'], secs=secs, line=line, budget=budget, patience=patience, minutes=minutes)
+    out = dict(auc=s['auc_top10'], secs=secs, line=line, budget=budget, patience=patience, minutes=minutes,
+               start=start)
     atomic_write(folder + '.result.json', json.dumps(out), mode='w')   # a kill never leaves half a result
     return out
 
@@ -99,12 +109,14 @@ def main(argv=None):
     root.mkdir(parents=True, exist_ok=True)
     methods, seeds, patience = args.methods, range(args.seeds), args.patience or None
     runs = [(t, m, sd) for sd in seeds for t in args.tasks for m in methods]   # seed by seed: the first ends first
+    starts = {m: start_of(m, args.nci_pretrain_steps) for m in methods}
     results = {}
     for key in runs:
         done = root / ('{}-{}-seed{}'.format(*key) + '.result.json')
         earlier = json.loads(done.read_text()) if done.exists() else {}
-        if [earlier.get(k) for k in ('budget', 'patience', 'minutes')] == [args.budget, patience, args.max_minutes]:
-            results[key] = earlier                   # a run of the same protocol: reused
+        same = [args.budget, patience, args.max_minutes, starts[key[1]]]
+        if [earlier.get(k) for k in ('budget', 'patience', 'minutes', 'start')] == same:
+            results[key] = earlier                   # a run of the same protocol from the same model: reused
 
     def nci_folder(seed):
         for base in (Path(args.pretrained or root), root):
@@ -125,7 +137,7 @@ def main(argv=None):
                 task, method, seed = key
                 prior = nci_folder(seed) if METHODS[method]['prior'] == 'nci' else METHODS[method]['prior']
                 futs[pool.submit(run_task, str(root / f'{task}-{method}-seed{seed}'), task, method, seed, prior,
-                                 args.budget, args.max_minutes, patience)] = key
+                                 args.budget, args.max_minutes, patience, starts[method])] = key
         for fut in as_completed(futs):
             key = futs[fut]
             results[key] = fut.result()

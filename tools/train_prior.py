@@ -6,9 +6,12 @@ The MOSES training set (1,584,663 ZINC molecules, MIT licence) ships inside the 
 is read straight out of it. The run is resumable (`--resume`), checkpoints atomically every `--ckpt-minutes` and on
 SIGTERM/SIGINT, samples and logs validity every `--sample-minutes`, and when training ends it evaluates 10,000
 samples and writes the package files `opto_nb/data/prior_moses.pt` (float16 weights) and `prior_moses.json`.
+Novelty is measured against every molecule of the file read. `--init FILE` continues from a model this script wrote
+and `--skip-molecules N` leaves out the molecules that model was trained on; the shipped prior was trained in two
+such stages (tools/README.md gives the commands).
 
-    python tools/train_prior.py --ckpt-dir /work/data/prior_ckpt --hours 3
-    python tools/train_prior.py --ckpt-dir /work/data/prior_ckpt --resume      # after a crash or kill
+    python tools/train_prior.py --ckpt-dir /tmp/prior_ckpt --hours 3
+    python tools/train_prior.py --ckpt-dir /tmp/prior_ckpt --resume      # after a crash or kill
 """
 import argparse, csv, multiprocessing, datetime, gzip, hashlib, io, json, math, os, pickle, platform, signal
 import subprocess, sys, time, zipfile
@@ -32,8 +35,9 @@ MEMBER = 'moses/dataset/data/train.csv.gz'
 FORMAT = 'opto_nb.design.model/1'
 CACHE_VERSION = 1
 # settings that define the training run: a resumed run must keep them (it reads them from the checkpoint)
-TRAINING_KEYS = ('max_molecules', 'n_valid', 'max_tokens', 'emb_dim', 'hidden_dim', 'n_layers', 'dropout', 'batch_size',
-                 'bucket', 'lr', 'min_lr', 'warmup', 'decay_frac', 'clip', 'weight_decay', 'seed')
+TRAINING_KEYS = ('max_molecules', 'skip_molecules', 'init', 'n_valid', 'max_tokens', 'emb_dim', 'hidden_dim',
+                 'n_layers', 'dropout', 'batch_size', 'bucket', 'lr', 'min_lr', 'warmup', 'decay_frac', 'clip',
+                 'weight_decay', 'seed', 'randomize')
 
 
 # ------------------------------------------------------------------------------------------------------------ arguments
@@ -48,17 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--wheel', default=None,
                    help=f"path of an already downloaded {WHEEL}; default: look in --cache-dir, else download it there")
     g.add_argument('--max-molecules', type=int, default=None,
-                   help="use only the first N molecules of the file (for quick tests); default: all 1,584,663")
+                   help="use only the first N molecules of the file; default: all 1,584,663. The file is ordered, "
+                        "not shuffled: its later molecules are harder for a model of its first ones, so a prefix is "
+                        "not a random sample")
+    g.add_argument('--skip-molecules', type=int, default=0,
+                   help="leave the first N molecules of the file out of training and validation (with --init: the "
+                        "molecules the starting model was trained on, its --max-molecules)")
     g.add_argument('--n-valid', type=int, default=10000,
                    help="molecules held out (seeded split) for the validation NLL")
     g.add_argument('--max-tokens', type=int, default=100, help="drop molecules longer than this many tokens")
     g = p.add_argument_group('model')
     g.add_argument('--emb-dim', type=int, default=64, help="LSTMLM token embedding size")
-    g.add_argument('--hidden-dim', type=int, default=384, help="LSTMLM hidden size")
+    g.add_argument('--hidden-dim', type=int, default=256, help="LSTMLM hidden size")
     g.add_argument('--n-layers', type=int, default=2, help="LSTMLM layers")
     g.add_argument('--dropout', type=float, default=0.0, help="LSTMLM dropout (0 is fine for about one epoch)")
+    g.add_argument('--init', default=None, metavar='FILE',
+                   help="start from the weights of a model file this script wrote (e.g. opto_nb/data/prior_moses.pt) "
+                        "instead of a random initialisation; its architecture and vocabulary must match")
     g = p.add_argument_group('optimisation')
-    g.add_argument('--batch-size', type=int, default=256, help="molecules per step")
+    g.add_argument('--batch-size', type=int, default=128, help="molecules per step")
     g.add_argument('--bucket', type=int, default=64,
                    help="length bucketing: every chunk of BUCKET batches is sorted by length before it is cut into "
                         "batches (cuts padding); 1 turns bucketing off")
@@ -68,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--decay-frac', type=float, default=0.25,
                    help="schedule: warm-up, constant, then a cosine decay over the last DECAY_FRAC of the run (of "
                         "--steps, or of --hours: the decay starts when that share of the time is left)")
+    g.add_argument('--randomize', type=float, default=0.0, metavar='P',
+                   help="share of every batch's molecules spelled as a random SMILES of the same molecule (atoms in "
+                        "random order, drawn anew each step) instead of the canonical one; 0: canonical only. A prior "
+                        "that knows random spellings anchors a design agent trained on them (its `augment`)")
     g.add_argument('--clip', type=float, default=1.0, help="gradient-norm clipping")
     g.add_argument('--weight-decay', type=float, default=0.0, help="Adam weight decay")
     g.add_argument('--seed', type=int, default=0, help="seed of the split, the data order, initialisation and samples")
@@ -121,10 +137,13 @@ def check_args(a):
     for k in ('n_valid', 'max_tokens', 'emb_dim', 'hidden_dim', 'n_layers', 'batch_size', 'bucket', 'sample_n',
               'n_eval', 'threads'):
         if getattr(a, k) < 1: bad(k.replace('_', '-'), f"must be >= 1, got {getattr(a, k)}")
-    if a.max_molecules is not None and a.max_molecules <= a.n_valid + a.batch_size:
-        bad('max-molecules',
-            f"must exceed --n-valid + --batch-size ({a.n_valid + a.batch_size}), got {a.max_molecules}")
+    if a.skip_molecules < 0: bad('skip-molecules', f"must be >= 0, got {a.skip_molecules}")
+    if a.max_molecules is not None and a.max_molecules <= a.skip_molecules + a.n_valid + a.batch_size:
+        bad('max-molecules', "must exceed --skip-molecules + --n-valid + --batch-size "
+                             f"({a.skip_molecules + a.n_valid + a.batch_size}), got {a.max_molecules}")
+    if a.init is not None and not Path(a.init).is_file(): bad('init', f"{a.init} does not exist")
     if not 0 <= a.dropout < 1: bad('dropout', f"must be in [0, 1), got {a.dropout}")
+    if not 0 <= a.randomize <= 1: bad('randomize', f"must be in [0, 1], got {a.randomize}")
     for k in ('lr', 'clip', 'ckpt_minutes', 'adapt_minutes', 'sample_minutes', 'temperature', 'progress_seconds'):
         if not getattr(a, k) > 0: bad(k.replace('_', '-'), f"must be > 0, got {getattr(a, k)}")
     if not 0 <= a.min_lr <= a.lr: bad('min-lr', f"must be in [0, --lr], got {a.min_lr}")
@@ -241,10 +260,24 @@ def prepare_data(args):
     return d
 
 
-def split(n, n_valid, seed):
-    "Seeded train/validation split of `n` molecules: (train indices, validation indices)."
-    perm = np.random.default_rng([seed, 7]).permutation(n)
+def split(n, n_valid, seed, skip=0):
+    "Seeded train/validation split of molecules `skip..n-1`: (train indices, validation indices)."
+    perm = skip + np.random.default_rng([seed, 7]).permutation(n - skip)
     return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+
+
+def load_init(path, args, vocab):
+    "The state dict (float32) of the model file `path`, after checking its format, architecture and vocabulary."
+    d = torch.load(path, map_location='cpu', weights_only=False)
+    if not isinstance(d, dict) or d.get('format') != FORMAT:
+        raise SystemExit(f"train_prior: `--init` {path} is not a model file of format {FORMAT}")
+    arch = {'emb_dim': args.emb_dim, 'hidden_dim': args.hidden_dim, 'n_layers': args.n_layers}
+    if d['arch'] != arch:
+        raise SystemExit(f"train_prior: `--init` {path} has architecture {d['arch']}, this run {arch}; pass "
+                         + ' '.join(f"--{k.replace('_', '-')} {v}" for k, v in d['arch'].items()))
+    if list(d['vocab']) != list(vocab.itos):
+        raise SystemExit(f"train_prior: `--init` {path} has another vocabulary than the prepared data")
+    return {k: v.float() for k, v in d['state_dict'].items()}, d
 
 
 def epoch_batches(train_idx, lengths, batch_size, bucket, seed, epoch):
@@ -271,6 +304,23 @@ def make_model(args, vocab_size):
 def batch_tensor(tokens, lengths, idx):
     L = int(lengths[idx].max())
     return torch.from_numpy(tokens[idx, :L].astype(np.int64))
+
+
+def respell(x, idx, canonical, vocab, args, step):
+    ("Batch `x` with a share `args.randomize` of its molecules spelled as a random SMILES (a function of seed and "
+     "step, so a resumed run draws the same); a spelling with a token outside the vocabulary or too long is not used.")
+    from opto_nb.chem import randomize_smiles
+    rng = np.random.default_rng([args.seed, 13, step])
+    pick = np.flatnonzero(rng.random(len(idx)) < args.randomize)
+    if not len(pick): return x
+    seqs = [row[:n] for row, n in zip(x.tolist(), (x != 0).sum(1).tolist())]
+    for i, s in zip(pick, randomize_smiles([canonical[idx[i]] for i in pick], rng)):
+        toks = vocab.tokenize(s) if s is not None else None
+        if toks and len(toks) <= args.max_tokens and all(t in vocab for t in toks):
+            seqs[i] = vocab.encode(s, add_eos=True)
+    out = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
+    for i, ids in enumerate(seqs): out[i, :len(ids)] = torch.tensor(ids)
+    return out
 
 
 def nll_sum(model, x):
@@ -383,10 +433,10 @@ def main(argv=None):
         clean_temporaries(ckpt_dir)
         ck = torch.load(ckpt_path, map_location='cpu', weights_only=False)
         saved = ck['args']
-        clash = [k for k in TRAINING_KEYS if k in given and getattr(args, k) != saved[k]]
+        clash = [k for k in TRAINING_KEYS if k in given and getattr(args, k) != saved.get(k)]
         if clash:
             raise SystemExit("train_prior: a resumed run keeps its training settings; drop " +
-                             ', '.join(f"--{k.replace('_', '-')} (checkpoint has {saved[k]!r})" for k in clash))
+                             ', '.join(f"--{k.replace('_', '-')} (checkpoint has {saved.get(k)!r})" for k in clash))
         for k, v in saved.items():
             if k not in given and k != 'resume': setattr(args, k, v)    # everything not given comes from the checkpoint
         args.resume = True
@@ -404,7 +454,7 @@ def main(argv=None):
     tokens, lengths = data['tokens'], data['lengths']
     vocab = RegexVocab(data['itos'][4:])
     assert vocab.itos == data['itos']
-    train_idx, val_idx = split(len(lengths), args.n_valid, args.seed)
+    train_idx, val_idx = split(len(lengths), args.n_valid, args.seed, args.skip_molecules)
     steps_per_epoch = len(epoch_batches(train_idx, lengths, args.batch_size, args.bucket, args.seed, 0))
     if args.steps is None: args.steps = steps_per_epoch      # default: one epoch
     pad_bucketed = padding_share(epoch_batches(train_idx, lengths, args.batch_size, args.bucket, args.seed, 0)[:500],
@@ -420,7 +470,14 @@ def main(argv=None):
     if ck is None:
         st = dict(step=0, epoch=0, pos=0, molecules=0, tokens=0, train_seconds=0.0, wall_seconds=0.0,
                   decay_start=None, end_step=None, next_sample=args.sample_minutes * 60, n_sample_evals=0,
-                  loss_ema=None, history=[], done=False, sessions=0)
+                  loss_ema=None, history=[], done=False, sessions=0, init=None)
+        if args.init is not None:
+            weights, d = load_init(args.init, args, vocab)
+            model.load_state_dict(weights)
+            sha = hashlib.sha256(Path(args.init).read_bytes()).hexdigest()
+            st['init'] = dict(file=Path(args.init).name, sha256=sha, figures=d.get('figures'),
+                              command=(d.get('training') or {}).get('command'))
+            log(f"starting from the weights of {args.init}")
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     else:
         model.load_state_dict(ck['model'])
@@ -500,6 +557,7 @@ def main(argv=None):
             t0 = time.time()
             idx = batches[st['pos']]
             x = batch_tensor(tokens, lengths, idx)
+            if args.randomize > 0: x = respell(x, idx, data['canonical'], vocab, args, st['step'])
             for g in opt.param_groups: g['lr'] = lr_at(st['step'], st, args)
             nll, ntok = nll_sum(model, x)
             loss = nll / ntok
@@ -588,14 +646,17 @@ def finish(args, model, vocab, data, train_idx, val_idx, st, n_params, ckpt_dir,
     training = dict(dataset=dict(name='MOSES training set', source=f"{data['wheel']} ({MEMBER})", licence='MIT',
                                  wheel_sha256=data['wheel_sha256'], molecules_in_file=data['n_file'],
                                  molecules_read=data['n_read'], dropped_unparsable=data['n_unparsable'],
-                                 dropped_too_long=data['n_too_long'], n_train=len(train_idx), n_valid=len(val_idx),
+                                 dropped_too_long=data['n_too_long'], skipped_first=args.skip_molecules,
+                                 n_train=len(train_idx), n_valid=len(val_idx),
                                  smiles='as in the file (RDKit-canonical); molecules RDKit cannot parse dropped'),
                     tokenizer=dict(cls='opto_nb.models.RegexVocab', pattern=SMILES_REGEX, size=len(vocab)),
+                    init=st.get('init'),
                     steps=st['step'], steps_per_epoch=steps_per_epoch, batch_size=args.batch_size, bucket=args.bucket,
                     optimizer='Adam', lr=args.lr, min_lr=args.min_lr, warmup=args.warmup,
                     schedule=f"linear warm-up {args.warmup} steps, constant, cosine decay steps "
                              f"{st['decay_start']}-{st['end_step']}",
                     clip=args.clip, weight_decay=args.weight_decay, dropout=args.dropout, seed=args.seed,
+                    randomize=args.randomize,
                     threads=args.threads, adapt_threads=args.adapt_threads, sessions=st['sessions'],
                     torch=torch.__version__,
                     rdkit=__import__('rdkit').__version__, python=platform.python_version(),
