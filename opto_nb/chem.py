@@ -158,20 +158,25 @@ def canonicalize(smiles, isomeric: bool = True):
     return _single_or([None if m is None else _canonical(m, isomeric) for m in _mols_of(items, 'canonicalize')], single)
 
 # %% ../nbs/40_chem.ipynb #c7c5c650
-def _random_smiles(m, rng: np.random.Generator, isomeric: bool) -> Optional[str]:
+def _random_smiles(m, rng: np.random.Generator, isomeric: bool, rooted: bool) -> Optional[str]:
     Chem = require_rdkit().Chem
+    if rooted:    # the canonical walk, started from a random atom
+        root = int(rng.integers(m.GetNumAtoms()))
+        return Chem.MolToSmiles(m, rootedAtAtom=root, isomericSmiles=isomeric)
     order = [int(i) for i in rng.permutation(m.GetNumAtoms())]
     return Chem.MolToSmiles(Chem.RenumberAtoms(m, order), canonical=False, isomericSmiles=isomeric)
 
 def randomize_smiles(smiles, rng=None, # a numpy `Generator` (or a seed); None: fresh entropy
-                     n: int = 1, isomeric: bool = True):
+                     n: int = 1, isomeric: bool = True,
+                     rooted: bool = False): # only the start atom random, the walk canonical (one spelling per atom)
     "Random valid SMILES of the same molecule(s): a str (n=1) or `n` strs per input; `None` for invalid inputs."
     n = check_int('randomize_smiles', 'n', n, lo=1)
     rng = np.random.default_rng(rng)
     items, single = _as_batch(smiles, 'randomize_smiles')
     out = []
     for m in _mols_of(items, 'randomize_smiles'):
-        got = [None if m is None else guarded('randomize_smiles', _random_smiles, m, rng, isomeric) for _ in range(n)]
+        got = [None if m is None else guarded('randomize_smiles', _random_smiles, m, rng, isomeric, rooted)
+               for _ in range(n)]
         out.append(got[0] if n == 1 else got)
     return _single_or(out, single)
 

@@ -188,10 +188,13 @@ class SmilesAugmentation(Callback):
     order = 50                                # after every reward modification (scaffold filter, novelty)
     _state_attrs = ('rng',)                   # which spellings are drawn: a resumed run draws the same
     def __init__(self, vocab, n: int = 1, max_len: int = 100, sources: Sequence[str] = ('model', 'buffer'),
-                 seed: Optional[int] = 0, source: str = 'augmented'):
+                 seed: Optional[int] = 0, source: str = 'augmented',
+                 rooted: bool = True): # canonical walks from a random atom (False: atoms in random order)
         self.n = check_int('SmilesAugmentation', 'n', n, lo=1)
         self.max_len = check_int('SmilesAugmentation', 'max_len', max_len, lo=2)
-        self.vocab, self.sources, self.source = vocab, tuple(sources), source
+        if not isinstance(rooted, bool):
+            raise TypeError(f"SmilesAugmentation: `rooted` must be True or False, got {rooted!r}")
+        self.vocab, self.sources, self.source, self.rooted = vocab, tuple(sources), source, rooted
         self.rng = np.random.default_rng(seed)
 
     def spellable(self, smiles: str) -> bool:
@@ -203,7 +206,7 @@ class SmilesAugmentation(Callback):
         st = self.learner.batch_state
         rows = [i for i, src in enumerate(st.sources) if src in self.sources]
         if not rows: return
-        spellings = chem.randomize_smiles([st.samples[i] for i in rows], self.rng, n=self.n)
+        spellings = chem.randomize_smiles([st.samples[i] for i in rows], self.rng, n=self.n, rooted=self.rooted)
         new, of = [], []
         for i, got in zip(rows, spellings):
             for x in (got if self.n > 1 else [got]):

@@ -14,8 +14,8 @@ from .pipeline import CheckpointError, CorruptCheckpointWarning
 from .trainers import CheckpointError as TrainerCheckpointError
 from .examples import PROGRAM_EXAMPLES
 from .program import run_program
-from .design import (DesignConfig, INSTALL_HINT, LEARNERS, design_objective, design_prior, format_summary,
-                            run_design)
+from .design import (DesignConfig, INSTALL_HINT, LEARNERS, SPELLINGS, design_objective, design_prior,
+                            format_summary, run_design)
 
 # %% auto #0
 __all__ = ['build_parser', 'main']
@@ -55,6 +55,9 @@ _HELP = {
     'replay': "reinvent: best molecules seen so far replayed in each step, with their scores (no new oracle calls)",
     'augment': "reinvent: randomized SMILES of each sampled and replayed molecule also trained on, with the same "
                "score (0: none)",
+    'spelling': "reinvent: how --augment writes them: rooted (RDKit's canonical walk from a random start atom, close "
+                "to the canonical SMILES the prior learned, which keeps the agent's SMILES valid) or random (atoms "
+                "in random order)",
     'clip_eps': "PPO clip range", 'kl_coef': "PPO KL penalty towards the pretrained model",
     'entropy_coef': "entropy bonus (pg only)", 'normalize_advantage': "normalise advantages per batch (1/0)",
     'buffer_share': "ppo, pg: share of each RL batch replayed from the buffer of the best molecules",
@@ -94,6 +97,7 @@ def _design_flag(d: argparse.ArgumentParser, f: dataclasses.Field, default) -> N
     if isinstance(default, bool):
         d.add_argument(flag, type=int, choices=(0, 1), default=shown, help=text)
     elif name == 'learner': d.add_argument(flag, choices=LEARNERS, default=default, help=text)
+    elif name == 'spelling': d.add_argument(flag, choices=SPELLINGS, default=default, help=text)
     elif name == 'prior': d.add_argument(flag, default=default, metavar='{moses,nci,PATH}', help=text)
     elif name == 'objective': d.add_argument(flag, default=default, metavar='NAME|MODULE:FUNCTION|FILE', help=text)
     elif name == 'target': d.add_argument(flag, default=default, metavar='SMILES', help=text)

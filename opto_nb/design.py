@@ -33,10 +33,10 @@ from .objectives import (Objective, OBJECTIVES, Oracle, as_objective, get_object
                                  auc_top_k, top_k_curve)
 
 # %% auto #0
-__all__ = ['INSTALL_HINT', 'PRIOR_FILES', 'LEARNERS', 'PRIORS', 'MODEL_FORMAT', 'N_REFERENCE', 'require_chem', 'DesignConfig',
-           'prior_path', 'design_objective', 'design_dataset', 'save_model', 'load_model', 'design_prior',
-           'ProgressBar', 'DesignRun', 'log_to_dashboard', 'design_summary', 'format_summary', 'reference_molecules',
-           'write_outputs', 'read_config', 'run_design']
+__all__ = ['INSTALL_HINT', 'PRIOR_FILES', 'LEARNERS', 'SPELLINGS', 'PRIORS', 'MODEL_FORMAT', 'N_REFERENCE', 'require_chem',
+           'DesignConfig', 'prior_path', 'design_objective', 'design_dataset', 'save_model', 'load_model',
+           'design_prior', 'ProgressBar', 'DesignRun', 'log_to_dashboard', 'design_summary', 'format_summary',
+           'reference_molecules', 'write_outputs', 'read_config', 'run_design']
 
 # %% ../nbs/43_design.ipynb #4f933a04
 INSTALL_HINT = 'pip install "opto_nb[chem]"'   # the command that installs opto_nb with RDKit
@@ -82,6 +82,7 @@ class DesignConfig:
     sigma: float = 128.0                 # reinvent: nats of log-likelihood per unit of score
     replay: int = 24                     # reinvent: best molecules replayed per step
     augment: int = 1                     # reinvent: randomized SMILES per molecule trained on (0: none)
+    spelling: str = 'rooted'             # reinvent augment: 'rooted' (canonical walk, random start) or 'random'
     clip_eps: float = 0.2
     kl_coef: float = 0.0
     entropy_coef: float = 0.0
@@ -122,6 +123,7 @@ _INTS = {'max_tokens': 1, 'emb_dim': 1, 'hidden_dim': 1, 'n_layers': 1, 'pretrai
          'checkpoint_every': 1, 'threads': 1, 'n_eval': 1, 'top_k': 1, 'seed': 0, 'scaffold_bucket': 0, 'replay': 0,
          'augment': 0}
 LEARNERS = ('reinvent', 'ppo', 'pg')   # the `learner` settings
+SPELLINGS = ('rooted', 'random')      # the `spelling` settings (see `randomize_smiles`)
 PRIORS = ('moses', 'nci')             # the named `prior` settings (any other value is a model file)
 _OPTIONAL_INTS = {'pretrain_steps': 0, 'rl_steps': 0, 'n_train': 1, 'oracle_budget': 1, 'patience': 1}
 
@@ -184,6 +186,8 @@ def check(self: DesignConfig) -> DesignConfig:
     for name in ('kl_coef', 'entropy_coef', 'novelty'): number(name, lo=0)
     if self.scaffold_min_score is not None: number('scaffold_min_score')
     if self.learner not in LEARNERS: bad('learner', f"must be one of {', '.join(LEARNERS)}, got {self.learner!r}")
+    if self.spelling not in SPELLINGS:
+        bad('spelling', f"must be one of {', '.join(SPELLINGS)}, got {self.spelling!r}")
     if self.learner != 'reinvent' and int(self.bs * (1 - self.buffer_share)) < 1:
         bad('bs', f"leaves no model samples with --buffer-share {self.buffer_share}")
     return self
@@ -348,7 +352,8 @@ class DesignRun:
             ms = cfg.scaffold_min_score if cfg.scaffold_min_score is not None else self.objective.scaffold_min_score
             cbs.append(ScaffoldFilter(self.scorer, bucket=cfg.scaffold_bucket, min_score=ms))
         if cfg.learner == 'reinvent' and cfg.augment > 0:
-            cbs.append(SmilesAugmentation(self.vocab, n=cfg.augment, max_len=self.agent.max_len, seed=cfg.seed))
+            cbs.append(SmilesAugmentation(self.vocab, n=cfg.augment, max_len=self.agent.max_len, seed=cfg.seed,
+                                          rooted=cfg.spelling == 'rooted'))
         if cfg.minutes is not None: total, unit = (b['pretrain'] if b['pretrain'] > 0 else 0) + b['rl'], 's'
         else: total, unit = (None if cfg.rl_steps is None else (cfg.pretrain_steps or 0) * self.pretrains
                              + cfg.rl_steps), 'steps'
