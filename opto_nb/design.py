@@ -610,11 +610,14 @@ def _python_spec(objective) -> str:
     name = getattr(objective, 'name', None) or getattr(objective, '__name__', type(objective).__name__)
     return f"<python:{name}>"
 
+# settings added after runs were written: the value a config.json without them ran with (not today's default)
+_EARLIER_VALUES = {'spelling': 'random'}
+
 def read_config(path) -> DesignConfig:
     "The `DesignConfig` in a run folder's `config.json` (checked), or a `ValueError` naming the file and the problem."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no run to resume in {path.parent} (no config.json)")
-    d = read_json_object(path, 'run configuration')
+    d = {**_EARLIER_VALUES, **read_json_object(path, 'run configuration')}
     try:
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(DesignConfig)})
         if unknown: raise ValueError(f"unknown settings {unknown}")
